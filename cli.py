@@ -1,0 +1,98 @@
+"""Command-line plumbing shared by every script: environment, errors, exit codes.
+
+Import this module before TensorFlow: it selects tf-keras (Keras 2) through
+TF_USE_LEGACY_KERAS, which TensorFlow Model Optimization needs, so that users
+never have to set it themselves.
+"""
+import argparse
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UsageError(Exception):
+    """Bad input from the user: a flag value or a file. Reported as one line."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer greater than zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a float that is zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def comma_list(item_type: Callable[[str], object]) -> Callable[[str], list]:
+    """argparse type: a comma-separated list, e.g. '15000,3000'."""
+
+    def parse(text: str) -> list:
+        try:
+            return [item_type(item) for item in text.split(",") if item.strip()]
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are a single line (no usage dump)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """A parser for one of the top-level scripts."""
+    return _Parser(description=description,
+                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def run(main: Callable[[argparse.Namespace], Optional[int]],
+        parser: argparse.ArgumentParser,
+        argv: Optional[Sequence[str]] = None) -> None:
+    """Parses the flags, runs main, and turns user errors into one line and exit 2."""
+    args = parser.parse_args(argv)
+    try:
+        code = main(args)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; everything saved so far is kept", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Writes data to path through a temporary file and a rename: never a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
