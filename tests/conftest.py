@@ -1,0 +1,100 @@
+"""Shared test fixtures: a tiny generated Speech Commands folder, and ../shared."""
+import hashlib
+import re
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402,F401  (selects tf-keras before any test imports TensorFlow)
+
+SHARED = ROOT.parent / "shared"
+SAMPLE_RATE = 16000
+
+
+def google_which_set(filename: str, validation_percentage: float = 10,
+                     testing_percentage: float = 10) -> str:
+    """The split rule of tensorflow/examples/speech_commands/input_data.py, written out."""
+    max_num_wavs_per_class = 2**27 - 1
+    hash_name = re.sub(r"_nohash_.*$", "", Path(filename).name)
+    hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    percentage_hash = ((int(hash_name_hashed, 16) % (max_num_wavs_per_class + 1)) *
+                       (100.0 / max_num_wavs_per_class))
+    if percentage_hash < validation_percentage:
+        return "validation"
+    if percentage_hash < (testing_percentage + validation_percentage):
+        return "testing"
+    return "training"
+
+
+def write_wav(path, audio, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Writes int16 mono audio as a 16-bit PCM WAV (creating its folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(np.asarray(audio, dtype="<i2").tobytes())
+    return path
+
+
+def fake_speakers(per_partition=(8, 2, 2)):
+    """Hex speaker ids: per_partition = how many land in training, validation, testing (10/10)."""
+    wanted = dict(zip(("training", "validation", "testing"), per_partition))
+    speakers, i = [], 0
+    while any(wanted.values()):
+        name = hashlib.sha1(f"speaker{i}".encode()).hexdigest()[:8]
+        partition = google_which_set(name + "_nohash_0.wav")
+        if wanted[partition]:
+            wanted[partition] -= 1
+            speakers.append(name)
+        i += 1
+    return speakers
+
+
+def make_speech_commands(root, words=("yes", "no", "up"), unknown_words=("cat", "dog"),
+                         speakers=None, clips_per_speaker=2, background=True,
+                         samples=SAMPLE_RATE) -> Path:
+    """A tiny Speech Commands layout: <root>/<word>/<speaker>_nohash_<n>.wav (+ noise).
+
+    Each clip is a word-specific tone burst plus a little noise, deterministic.
+    """
+    root = Path(root)
+    speakers = fake_speakers() if speakers is None else speakers
+    t = np.arange(samples) / SAMPLE_RATE
+    for w, word in enumerate(list(words) + list(unknown_words)):
+        for speaker in speakers:
+            for n in range(clips_per_speaker):
+                name = f"{speaker}_nohash_{n}.wav"
+                rng = np.random.default_rng(int(hashlib.sha1(f"{word}/{name}".encode()).hexdigest()[:8], 16))
+                envelope = np.exp(-((t - 0.5) / 0.15) ** 2)
+                audio = 0.3 * envelope * np.sin(2 * np.pi * (300 + 150 * w + 20 * n) * t)
+                audio += rng.normal(0, 0.01, samples)
+                write_wav(root / word / name, np.round(audio * 32767))
+    if background:
+        rng = np.random.default_rng(7)
+        noise_t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+        write_wav(root / "_background_noise_" / "white_noise.wav",
+                  np.round(rng.uniform(-0.5, 0.5, noise_t.size) * 32767))
+        write_wav(root / "_background_noise_" / "hum.wav",
+                  np.round(0.4 * np.sin(2 * np.pi * 50 * noise_t) * 32767))
+    return root
+
+
+@pytest.fixture
+def speech_commands_dir(tmp_path) -> Path:
+    """A generated data dir: wanted yes/no/up, unknown cat/dog, 12 speakers x 2 clips, noise."""
+    return make_speech_commands(tmp_path / "speech_commands")
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """../shared (real clips); the test is skipped where it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"real data not available: {SHARED / 'data'} is absent")
+    return SHARED
