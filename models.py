@@ -1,0 +1,525 @@
+"""Keyword-spotting model zoo: one registry of builders used by every script.
+
+Every builder takes the fingerprint settings and the integers of
+`--model_size_info`, and returns an uncompiled tf.keras model whose input is
+the flattened fingerprint (spectrogram_length x dct_coefficient_count floats)
+and whose output is a softmax over label_count labels.
+
+The architectures are those of "Hello Edge: Keyword Spotting on
+Microcontrollers" (Zhang et al., 2017, https://arxiv.org/abs/1711.07128) with
+the `--model_size_info` layouts of Arm's training scripts. dnn, cnn, ds_cnn and
+basic_lstm create their weighted layers in the same order and with the same
+shapes as Arm's TF2 builders, so Arm's published weight checkpoints load into
+them with `model.load_weights`. Recurrent layers are unrolled over the
+spectrogram_length time steps, so that the TFLite converter turns them into
+builtin ops that int8 post-training quantization supports.
+"""
+import argparse
+import dataclasses
+import math
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import cli
+import kws_streaming_models as kws30k
+from cli import UsageError
+
+tf = cli.import_tensorflow()
+
+# Arm trained with no dropout: its TF1 scripts fed a keep probability of 1.0
+# and its TF2 builders use Dropout(rate=0). The Dropout layers are kept where
+# the paper's models have them, so that training with dropout is a one-line change.
+DROPOUT_RATE = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """Audio and fingerprint geometry that a model is built for."""
+
+    label_count: int
+    sample_rate: int
+    clip_duration_ms: int
+    window_size_ms: float
+    window_stride_ms: float
+    dct_coefficient_count: int
+
+    @property
+    def desired_samples(self) -> int:
+        return int(self.sample_rate * self.clip_duration_ms / 1000)
+
+    @property
+    def window_size_samples(self) -> int:
+        return int(self.sample_rate * self.window_size_ms / 1000)
+
+    @property
+    def window_stride_samples(self) -> int:
+        return int(self.sample_rate * self.window_stride_ms / 1000)
+
+    @property
+    def spectrogram_length(self) -> int:
+        length_minus_window = self.desired_samples - self.window_size_samples
+        if length_minus_window < 0:
+            return 0
+        return 1 + length_minus_window // self.window_stride_samples
+
+    @property
+    def fft_length(self) -> int:
+        return 2 ** math.ceil(math.log2(self.window_size_samples))
+
+    @property
+    def fingerprint_size(self) -> int:
+        return self.spectrogram_length * self.dct_coefficient_count
+
+
+def prepare_model_settings(label_count: int, sample_rate: int, clip_duration_ms: int,
+                           window_size_ms: float, window_stride_ms: float,
+                           dct_coefficient_count: int) -> ModelSettings:
+    """Checks and bundles the settings that fix a model's input and output."""
+    settings = ModelSettings(label_count, sample_rate, clip_duration_ms, window_size_ms,
+                             window_stride_ms, dct_coefficient_count)
+    if settings.window_size_samples <= 0 or settings.window_stride_samples <= 0:
+        raise UsageError("--window_size_ms and --window_stride_ms must each cover at least "
+                         "one sample at --sample_rate")
+    if settings.spectrogram_length <= 0:
+        raise UsageError(f"--window_size_ms {window_size_ms} is longer than "
+                         f"--clip_duration_ms {clip_duration_ms}")
+    if dct_coefficient_count <= 0:
+        raise UsageError("--dct_coefficient_count must be positive")
+    return settings
+
+
+@tf.keras.utils.register_keras_serializable(package="kws")
+class ProjectionLSTMCell(tf.keras.layers.Layer):
+    """LSTM cell with peephole connections and a linear projection of its output.
+
+    This is the LSTM of the paper (TF1's `LSTMCell(use_peepholes=True,
+    num_proj=...)`, after Sak et al., 2014): the cell output is multiplied by a
+    units x projection_units matrix, and that smaller projected output is what
+    the next step sees, which shrinks the recurrent matrix. Use it inside
+    `tf.keras.layers.RNN`. The state is [projected output, cell state].
+    """
+
+    def __init__(self, units: int, projection_units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.projection_units = projection_units
+        self.state_size = [projection_units, units]
+        self.output_size = projection_units
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        input_size = input_shape[-1]
+        self.kernel = self.add_weight(name="kernel", shape=(input_size, 4 * self.units),
+                                      initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(self.projection_units, 4 * self.units),
+            initializer="orthogonal")
+        self.bias = self.add_weight(name="bias", shape=(4 * self.units,),
+                                    initializer=self._bias_initializer)
+        self.input_peephole = self.add_weight(name="input_peephole", shape=(self.units,),
+                                              initializer="glorot_uniform")
+        self.forget_peephole = self.add_weight(name="forget_peephole", shape=(self.units,),
+                                               initializer="glorot_uniform")
+        self.output_peephole = self.add_weight(name="output_peephole", shape=(self.units,),
+                                               initializer="glorot_uniform")
+        self.projection_kernel = self.add_weight(
+            name="projection_kernel", shape=(self.units, self.projection_units),
+            initializer="glorot_uniform")
+        super().build(input_shape)
+
+    def _bias_initializer(self, shape: Tuple[int], dtype=None) -> tf.Tensor:
+        """Zeros, except a forget-gate bias of one (gate order: input, forget, cell, output)."""
+        return tf.concat([tf.zeros([self.units], dtype), tf.ones([self.units], dtype),
+                          tf.zeros([2 * self.units], dtype)], axis=0)
+
+    def call(self, inputs: tf.Tensor,
+             states: List[tf.Tensor]) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+        output, cell_state = states
+        gates = (tf.matmul(inputs, self.kernel) + tf.matmul(output, self.recurrent_kernel)
+                 + self.bias)
+        input_gate, forget_gate, candidate, output_gate = tf.split(gates, 4, axis=-1)
+        input_gate = tf.sigmoid(input_gate + self.input_peephole * cell_state)
+        forget_gate = tf.sigmoid(forget_gate + self.forget_peephole * cell_state)
+        cell_state = forget_gate * cell_state + input_gate * tf.tanh(candidate)
+        output_gate = tf.sigmoid(output_gate + self.output_peephole * cell_state)
+        output = tf.matmul(output_gate * tf.tanh(cell_state), self.projection_kernel)
+        return output, [output, cell_state]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units,
+                "projection_units": self.projection_units}
+
+
+def _fingerprint_input(model_settings: ModelSettings) -> tf.Tensor:
+    return tf.keras.Input(shape=(model_settings.fingerprint_size,), name="input")
+
+
+def _spectrogram(fingerprint: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    """The flattened fingerprint as a sequence: (time, dct coefficients)."""
+    return tf.keras.layers.Reshape(
+        (model_settings.spectrogram_length, model_settings.dct_coefficient_count))(fingerprint)
+
+
+def _spectrogram_image(fingerprint: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    """The flattened fingerprint as a one-channel image: (time, dct coefficients, 1)."""
+    return tf.keras.layers.Reshape(
+        (model_settings.spectrogram_length, model_settings.dct_coefficient_count, 1))(fingerprint)
+
+
+def _label_scores(x: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    return tf.keras.layers.Dense(model_settings.label_count, activation="softmax")(x)
+
+
+def _valid_conv2d(x: tf.Tensor, conv_size_info: Sequence[int], architecture: str,
+                  **kwargs) -> tf.Tensor:
+    """A VALID-padded Conv2D from (filters, kernel time, kernel frequency, stride time,
+    stride frequency); raises UsageError where the kernel is larger than its input."""
+    filters, kernel_time, kernel_frequency, stride_time, stride_frequency = conv_size_info
+    input_time, input_frequency = x.shape[1:3]
+    if kernel_time > input_time or kernel_frequency > input_frequency:
+        raise UsageError(f"--model_size_info for {architecture}: a {kernel_time} x "
+                         f"{kernel_frequency} convolution kernel does not fit its "
+                         f"{input_time} x {input_frequency} input")
+    return tf.keras.layers.Conv2D(filters, (kernel_time, kernel_frequency),
+                                  strides=(stride_time, stride_frequency), padding="valid",
+                                  **kwargs)(x)
+
+
+def _gru_stack(x: tf.Tensor, layer_count: int, units: int) -> tf.Tensor:
+    """layer_count unrolled GRU layers; returns the last layer's final output."""
+    for layer in range(layer_count):
+        x = tf.keras.layers.GRU(units, return_sequences=layer < layer_count - 1,
+                                unroll=True)(x)
+    return x
+
+
+def create_single_fc_model(model_settings: ModelSettings,
+                           model_size_info: Sequence[int]) -> tf.keras.Model:
+    """One fully-connected layer from the fingerprint to the labels.
+
+    model_size_info: empty.
+    """
+    fingerprint = _fingerprint_input(model_settings)
+    return tf.keras.Model(fingerprint, _label_scores(fingerprint, model_settings),
+                          name="single_fc")
+
+
+def create_dnn_model(model_settings: ModelSettings,
+                     model_size_info: Sequence[int]) -> tf.keras.Model:
+    """Fully-connected ReLU layers on the flattened fingerprint.
+
+    model_size_info: the units of each hidden layer, one integer per layer.
+    """
+    fingerprint = _fingerprint_input(model_settings)
+    x = fingerprint
+    for units in model_size_info:
+        x = tf.keras.layers.Dense(units, activation="relu")(x)
+        x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="dnn")
+
+
+def create_cnn_model(model_settings: ModelSettings,
+                     model_size_info: Sequence[int]) -> tf.keras.Model:
+    """Two convolutions, a linear bottleneck layer and a fully-connected layer.
+
+    model_size_info (12 integers):
+      0-4: first convolution: filters, kernel height (time), kernel width
+           (frequency), stride in time, stride in frequency;
+      5-9: second convolution, the same five;
+      10: units of the linear layer (no activation);
+      11: units of the fully-connected ReLU layer.
+    Convolutions use VALID padding and, like the fully-connected layer, batch norm.
+    """
+    fingerprint = _fingerprint_input(model_settings)
+    x = _spectrogram_image(fingerprint, model_settings)
+    for conv_size_info in (model_size_info[0:5], model_size_info[5:10]):
+        x = _valid_conv2d(x, conv_size_info, "cnn")
+        x = tf.keras.layers.BatchNormalization()(x)
+        x = tf.keras.layers.ReLU()(x)
+        x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(model_size_info[10])(x)
+    x = tf.keras.layers.Dense(model_size_info[11])(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.ReLU()(x)
+    x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="cnn")
+
+
+def create_ds_cnn_model(model_settings: ModelSettings,
+                        model_size_info: Sequence[int]) -> tf.keras.Model:
+    """Depthwise-separable CNN: a convolution, then depthwise + pointwise convolutions.
+
+    model_size_info: the number of layers N, then for each of the N layers five
+    integers: filters, kernel time, kernel frequency, stride in time, stride in
+    frequency. Layer 0 is a standard convolution; every other layer is a
+    depthwise convolution with its kernel and strides followed by a 1x1
+    convolution with its filters. All use SAME padding, each is followed by
+    batch norm and ReLU; an average pool over the remaining time x frequency
+    feeds the output layer. (Arm's TF2 builder passes the depthwise strides as
+    (frequency, time); its published configurations use equal strides there.)
+    """
+    fingerprint = _fingerprint_input(model_settings)
+    x = _spectrogram_image(fingerprint, model_settings)
+    for layer in range(model_size_info[0]):
+        filters, kernel_time, kernel_frequency, stride_time, stride_frequency = (
+            model_size_info[1 + 5 * layer:6 + 5 * layer])
+        kernel = (kernel_time, kernel_frequency)
+        strides = (stride_time, stride_frequency)
+        if layer == 0:
+            x = tf.keras.layers.Conv2D(filters, kernel, strides=strides, padding="same")(x)
+        else:
+            x = tf.keras.layers.DepthwiseConv2D(kernel, strides=strides, padding="same")(x)
+            x = tf.keras.layers.BatchNormalization()(x)
+            x = tf.keras.layers.ReLU()(x)
+            x = tf.keras.layers.Conv2D(filters, (1, 1))(x)
+        x = tf.keras.layers.BatchNormalization()(x)
+        x = tf.keras.layers.ReLU()(x)
+    x = tf.keras.layers.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    x = tf.keras.layers.Flatten()(x)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="ds_cnn")
+
+
+def create_basic_lstm_model(model_settings: ModelSettings,
+                            model_size_info: Sequence[int]) -> tf.keras.Model:
+    """An LSTM (no peepholes, no projection) over the MFCC frames; its last output is classified.
+
+    model_size_info: [LSTM units].
+    """
+    fingerprint = _fingerprint_input(model_settings)
+    x = _spectrogram(fingerprint, model_settings)
+    x = tf.keras.layers.LSTM(model_size_info[0], unroll=True)(x)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="basic_lstm")
+
+
+def create_lstm_model(model_settings: ModelSettings,
+                      model_size_info: Sequence[int]) -> tf.keras.Model:
+    """An LSTM with peepholes and an output projection (ProjectionLSTMCell).
+
+    model_size_info: [projection units, LSTM units].
+    """
+    projection_units, units = model_size_info
+    fingerprint = _fingerprint_input(model_settings)
+    x = _spectrogram(fingerprint, model_settings)
+    x = tf.keras.layers.RNN(ProjectionLSTMCell(units, projection_units), unroll=True)(x)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="lstm")
+
+
+def create_gru_model(model_settings: ModelSettings,
+                     model_size_info: Sequence[int]) -> tf.keras.Model:
+    """Stacked GRU layers over the MFCC frames; the last layer's final output is classified.
+
+    model_size_info: [number of GRU layers, GRU units per layer].
+    """
+    layer_count, units = model_size_info
+    fingerprint = _fingerprint_input(model_settings)
+    x = _gru_stack(_spectrogram(fingerprint, model_settings), layer_count, units)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="gru")
+
+
+def create_crnn_model(model_settings: ModelSettings,
+                      model_size_info: Sequence[int]) -> tf.keras.Model:
+    """A convolution, stacked GRU layers over its output frames, and a fully-connected layer.
+
+    model_size_info (8 integers):
+      0-4: convolution: filters, kernel height (time), kernel width (frequency),
+           stride in time, stride in frequency (VALID padding, ReLU);
+      5: number of GRU layers; 6: GRU units per layer;
+      7: units of the fully-connected ReLU layer.
+    """
+    gru_layer_count, gru_units, fc_units = model_size_info[5:]
+    fingerprint = _fingerprint_input(model_settings)
+    x = _spectrogram_image(fingerprint, model_settings)
+    x = _valid_conv2d(x, model_size_info[:5], "crnn", activation="relu")
+    x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
+    x = tf.keras.layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
+    x = _gru_stack(x, gru_layer_count, gru_units)
+    x = tf.keras.layers.Dense(fc_units, activation="relu")(x)
+    x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
+    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="crnn")
+
+
+def _one_or_more(model_size_info: Sequence[int]) -> int:
+    return max(1, len(model_size_info))
+
+
+def _ds_cnn_length(model_size_info: Sequence[int]) -> int:
+    layer_count = model_size_info[0] if model_size_info else 1
+    return 1 + 5 * layer_count
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: its builder and its --model_size_info layout."""
+
+    builder: Callable[[ModelSettings, Sequence[int]], tf.keras.Model]
+    layout: str  # what the integers of --model_size_info mean, for messages
+    default_size_info: Tuple[int, ...]  # the paper's Small configuration
+    # How many integers a given size list must have; None: as many as the default.
+    expected_length: Optional[Callable[[Sequence[int]], int]] = None
+
+
+_CONV_LAYOUT = "filters, kernel time, kernel frequency, stride time, stride frequency"
+
+MODELS: Dict[str, Architecture] = {
+    "single_fc": Architecture(create_single_fc_model, "no integers", ()),
+    "dnn": Architecture(create_dnn_model,
+                        "units of each hidden fully-connected layer, one per layer",
+                        (144, 144, 144), _one_or_more),
+    "cnn": Architecture(create_cnn_model,
+                        f"conv1: {_CONV_LAYOUT}; conv2: the same five; "
+                        "linear layer units; fc units",
+                        (28, 10, 4, 1, 1, 30, 10, 4, 2, 1, 16, 128)),
+    "ds_cnn": Architecture(create_ds_cnn_model,
+                           f"number of layers, then per layer: {_CONV_LAYOUT}",
+                           (5, 64, 10, 4, 2, 2, 64, 3, 3, 1, 1, 64, 3, 3, 1, 1,
+                            64, 3, 3, 1, 1, 64, 3, 3, 1, 1), _ds_cnn_length),
+    "basic_lstm": Architecture(create_basic_lstm_model, "LSTM units", (118,)),
+    "lstm": Architecture(create_lstm_model, "projection units, LSTM units", (98, 144)),
+    "gru": Architecture(create_gru_model, "number of GRU layers, GRU units", (1, 154)),
+    "crnn": Architecture(create_crnn_model,
+                         f"conv: {_CONV_LAYOUT}; number of GRU layers; GRU units; fc units",
+                         (48, 10, 4, 2, 2, 2, 60, 84)),
+    # Google's kws_streaming 30k-parameter zoo; defaults are its published
+    # configurations, and each builder checks its variable-length layout itself.
+    "svdf": Architecture(kws30k.create_svdf_model, kws30k.SVDF_LAYOUT,
+                         (4, 10, 10, 10, 10, 10, 16, 32, 32, 32, 64, 128, 40, 40, 64, 64, 64), len),
+    "svdf_resnet": Architecture(kws30k.create_svdf_resnet_model, kws30k.SVDF_RESNET_LAYOUT,
+                                (1, 1, 2, 7, 32, 7, 50, 11, 50, 11, 128, 2, 2, 1, 64), len),
+    "tc_resnet": Architecture(kws30k.create_tc_resnet_model, kws30k.TC_RESNET_LAYOUT,
+                              (3, 32, 36, 36, 40), len),
+    "mobilenet": Architecture(kws30k.create_mobilenet_model, kws30k.MOBILENET_LAYOUT,
+                              (32, 3, 2, 3, 2, 32, 3, 2, 64, 3, 1, 128, 3, 1, 128), len),
+    "mobilenet_v2": Architecture(kws30k.create_mobilenet_v2_model, kws30k.MOBILENET_V2_LAYOUT,
+                                 (32, 3, 2, 3, 1, 32, 150, 3, 2, 32, 150, 3, 1, 64, 150,
+                                  3, 1, 64, 150), len),
+    "inception": Architecture(kws30k.create_inception_model, kws30k.INCEPTION_LAYOUT,
+                              (32, 5, 1, 16, 32, 3, 2, 16, 64, 5, 2, 16, 70, 5, 1), len),
+    "inception_resnet": Architecture(kws30k.create_inception_resnet_model,
+                                     kws30k.INCEPTION_RESNET_LAYOUT,
+                                     (32, 5, 1, 20, 16, 16, 32, 3, 2, 50, 16, 16, 32, 5, 2,
+                                      100, 32, 32, 64, 5, 1), len),
+    "xception": Architecture(kws30k.create_xception_model, kws30k.XCEPTION_LAYOUT,
+                             (2, 1, 1, 5, 16, 5, 32, 7, 40, 7, 64, 11, 100, 2, 2, 1, 1, 64), len),
+}
+
+
+def _check_size_info(model_architecture: str, model_size_info: Sequence[int]) -> None:
+    """Raises UsageError unless model_size_info fits the architecture's layout."""
+    architecture = MODELS[model_architecture]
+    given = " ".join(str(value) for value in model_size_info)
+    if any(value <= 0 for value in model_size_info):
+        raise UsageError(f"--model_size_info for {model_architecture} takes positive integers "
+                         f"({architecture.layout}), got {given}")
+    expected = (architecture.expected_length(model_size_info) if architecture.expected_length
+                else len(architecture.default_size_info))
+    if len(model_size_info) != expected:
+        plural = "" if expected == 1 else "s"
+        raise UsageError(f"--model_size_info for {model_architecture} needs {expected} "
+                         f"integer{plural} ({architecture.layout}), "
+                         f"got {len(model_size_info)}")
+
+
+def create_model(model_settings: ModelSettings, model_architecture: str,
+                 model_size_info: Optional[Sequence[int]] = None) -> tf.keras.Model:
+    """Builds a registered architecture; model_size_info None means its default size."""
+    if model_architecture not in MODELS:
+        raise UsageError(f"unknown --model_architecture {model_architecture!r}; "
+                         f"known: {', '.join(MODELS)}")
+    architecture = MODELS[model_architecture]
+    if model_size_info is None:
+        model_size_info = architecture.default_size_info
+    model_size_info = tuple(model_size_info)
+    _check_size_info(model_architecture, model_size_info)
+    return architecture.builder(model_settings, model_size_info)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds --model_architecture and --model_size_info, as in Arm's scripts."""
+    parser.add_argument(
+        "--model_architecture", default="dnn",
+        choices=MODELS,  # the registry itself: architectures registered later count too
+        help="What model architecture to use")
+    parser.add_argument(
+        "--model_size_info", type=int, nargs="*", default=None,
+        help="Model dimensions, laid out differently for each architecture (see "
+             "models.MODELS); None: the architecture's Small configuration from the "
+             "Hello Edge paper")
+
+
+def count_parameters(model: tf.keras.Model) -> int:
+    """Number of weights of the deployed model.
+
+    All weights, trainable or not, except those of BatchNormalization layers,
+    which deployment folds into the preceding convolution or dense layer.
+    """
+    batch_norm_weights = {id(weight) for module in model.submodules
+                          if isinstance(module, tf.keras.layers.BatchNormalization)
+                          for weight in module.weights}
+    return sum(weight.shape.num_elements() for weight in model.weights
+               if id(weight) not in batch_norm_weights)
+
+
+_NO_MACS = (tf.keras.layers.BatchNormalization,)
+_CONVOLUTIONS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D,
+                 tf.keras.layers.DepthwiseConv1D, tf.keras.layers.DepthwiseConv2D,
+                 tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)
+
+
+def count_macs(model: tf.keras.Model) -> int:
+    """Multiply-accumulates of one inference (one clip), from the built model's shapes.
+
+    Dense and convolution layers count one MAC per weight (bias excluded) per
+    output position; recurrent layers count their cell's matrix multiplies
+    once per time step. Element-wise operations, activations and pooling count
+    nothing, nor does batch norm (folded at deployment). Raises ValueError for a
+    layer with weights of a type it does not know.
+    """
+    return sum(_layer_macs(layer) for layer in model.layers)
+
+
+def _layer_macs(layer: tf.keras.layers.Layer) -> int:
+    if isinstance(layer, tf.keras.Model):
+        return count_macs(layer)
+    if not layer.weights or isinstance(layer, _NO_MACS):
+        return 0
+    if isinstance(layer, tf.keras.layers.Dense):
+        return layer.kernel.shape.num_elements() * _output_positions(layer)
+    if isinstance(layer, _CONVOLUTIONS):
+        kernels = [weight for weight in layer.weights if weight.shape.rank > 1]
+        return sum(kernel.shape.num_elements() for kernel in kernels) * _output_positions(layer)
+    if isinstance(layer, tf.keras.layers.RNN):
+        return _cell_macs(layer.cell) * _time_steps(layer)
+    if isinstance(layer, tf.keras.layers.Bidirectional):
+        cell_macs = _cell_macs(layer.forward_layer.cell) + _cell_macs(layer.backward_layer.cell)
+        return cell_macs * _time_steps(layer)
+    raise ValueError(f"count_macs does not know layer {layer.name!r} of type "
+                     f"{type(layer).__name__}")
+
+
+def _output_positions(layer: tf.keras.layers.Layer) -> int:
+    """How many times the layer applies its kernel: the output size without channels."""
+    shape = layer.output_shape
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return math.prod(shape[2:])
+    return math.prod(shape[1:-1])
+
+
+def _time_steps(layer: tf.keras.layers.Layer) -> int:
+    steps = layer.input_shape[1]
+    if steps is None:
+        raise ValueError(f"count_macs needs a fixed number of time steps for {layer.name!r}")
+    return steps
+
+
+def _cell_macs(cell: tf.keras.layers.Layer) -> int:
+    """Multiply-accumulates of one step of a recurrent cell."""
+    if isinstance(cell, tf.keras.layers.StackedRNNCells):
+        return sum(_cell_macs(inner) for inner in cell.cells)
+    if isinstance(cell, (tf.keras.layers.LSTMCell, tf.keras.layers.GRUCell,
+                         tf.keras.layers.SimpleRNNCell)):
+        matrices = [cell.kernel, cell.recurrent_kernel]
+    elif isinstance(cell, ProjectionLSTMCell):
+        matrices = [cell.kernel, cell.recurrent_kernel, cell.projection_kernel]
+    else:
+        raise ValueError(f"count_macs does not know recurrent cell {cell.name!r} of type "
+                         f"{type(cell).__name__}")
+    return sum(matrix.shape.num_elements() for matrix in matrices)
