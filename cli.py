@@ -2,7 +2,8 @@
 
 Import this module before TensorFlow: it selects tf-keras (Keras 2) through
 TF_USE_LEGACY_KERAS, which TensorFlow Model Optimization needs, so that users
-never have to set it themselves.
+never have to set it themselves. Modules get TensorFlow through
+import_tensorflow(), which keeps its C++ start-up chatter off the terminal.
 """
 import argparse
 import os
@@ -11,6 +12,34 @@ from typing import Callable, Optional, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_QUIET_TENSORFLOW = os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1")
+
+
+def import_tensorflow():
+    """Imports TensorFlow and initializes its devices; returns the module.
+
+    TensorFlow 2.21 prints informational lines to stderr while it loads and
+    probes for GPUs, whatever TF_CPP_MIN_LOG_LEVEL says; they are hidden
+    unless the user sets TF_CPP_MIN_LOG_LEVEL to 0 or 1, so that an error of
+    ours is the only line a user sees. Python exceptions are not affected.
+    """
+    if "tensorflow" in sys.modules or not _QUIET_TENSORFLOW:
+        import tensorflow
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+        tensorflow.config.list_physical_devices()
+        tensorflow.constant(0.0).numpy()
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+    tensorflow.get_logger().setLevel("ERROR")
+    return tensorflow
 
 
 class UsageError(Exception):
