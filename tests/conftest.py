@@ -98,3 +98,27 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"real data not available: {SHARED / 'data'} is absent")
     return SHARED
+
+
+# A tiny --model_size_info for every registered architecture, for 1 s clips
+# fingerprinted with 40 ms windows every 20 ms (49 frames) and 10 coefficients.
+TINY_SIZE_INFO = {
+    "single_fc": [],
+    "dnn": [8, 6],
+    "cnn": [4, 10, 4, 1, 1, 5, 10, 4, 2, 1, 6, 7],
+    "ds_cnn": [2, 8, 10, 4, 2, 2, 8, 3, 3, 1, 1],
+    "basic_lstm": [5],
+    "lstm": [3, 5],
+    "gru": [2, 4],
+    "crnn": [4, 10, 4, 2, 2, 2, 5, 6],
+    "svdf": [3, 3, 4, 8, 6],
+    "svdf_resnet": [1, 1, 1, 3, 4, 3, 4, 3, 8, 2, 2, 1, 8],
+    "tc_resnet": [3, 4, 8],
+    "mobilenet": [4, 3, 2, 3, 2, 8],
+    "mobilenet_v2": [4, 3, 2, 3, 1, 4, 150],
+    "inception": [4, 5, 2, 2, 4, 3, 1],
+    "inception_resnet": [4, 5, 2, 50, 2, 2, 4, 3, 1],
+    "xception": [1, 1, 1, 5, 4, 3, 4, 3, 6, 3, 8, 2, 2, 1, 1, 8],
+}
+TINY_FEATURE_FLAGS = ["--dct_coefficient_count", "10", "--window_size_ms", "40",
+                      "--window_stride_ms", "20"]

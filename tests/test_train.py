@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import cli
+import test as test_py
 import train
 
 import tensorflow as tf
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO
 
 TINY_DS_CNN = ["--model_architecture", "ds_cnn", "--model_size_info",
                "2", "8", "10", "4", "2", "2", "8", "3", "3", "1", "1",
@@ -173,3 +174,24 @@ def test_test_py_reproduces_arm_float_accuracy(name, shared_dir, tmp_path):
     (figures,) = json.loads((tmp_path / "r.json").read_text()).values()
     assert figures["count"] == 2738
     assert abs(figures["accuracy"] - accuracy) <= 0.002
+
+
+@pytest.mark.parametrize("architecture", sorted(TINY_SIZE_INFO))
+def test_every_architecture_trains_and_tests(architecture, speech_commands_dir, tmp_path):
+    args = train.build_parser().parse_args([
+        "--model_architecture", architecture, "--model_size_info",
+        *map(str, TINY_SIZE_INFO[architecture]), *TINY_FEATURE_FLAGS,
+        *data_flags(speech_commands_dir), "--train_dir", str(tmp_path / "train"),
+        "--summaries_dir", "", "--how_many_training_steps", "4", "--learning_rate", "0.01",
+        "--batch_size", "8", "--eval_step_interval", "2"])
+    train.main(args)
+    best = tf.train.latest_checkpoint(str(tmp_path / "train" / "best"))
+    assert best and Path(best).name.startswith(architecture + "_")
+    test_args = test_py.build_parser().parse_args([
+        "--model_architecture", architecture, "--model_size_info",
+        *map(str, TINY_SIZE_INFO[architecture]), *TINY_FEATURE_FLAGS,
+        *data_flags(speech_commands_dir), "--checkpoint", best,
+        "--output_json", str(tmp_path / "figures.json")])
+    test_py.main(test_args)
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["testing"]["count"] > 0 and 0 <= figures["testing"]["accuracy"] <= 1
