@@ -1,0 +1,160 @@
+"""Training speed of DS-CNN-S: train.py end to end, the model alone, the input pipeline alone.
+
+    python bench/bench_train_speed.py [--data_dir DIR] [--steps 200] [--warmup 20]
+
+DS-CNN-S with Arm's flags (40 ms window, 20 ms stride, 10 MFCCs, batch 100) on
+--data_dir (default: /tmp/bench_synth, synthesized by synthesize_dataset.py with
+60 clips per word if absent). Every figure excludes --warmup steps (tracing,
+first allocations) and times --steps steps:
+  (a)  Trainer.run: train.py's own loop over AudioProcessor.training_dataset
+       (validation stubbed out);
+  (a') the same dataset and Trainer.train_step with no per-step host sync
+       (what (a) would cost without its per-step .numpy()/float() calls);
+  (b)  Trainer.train_step over precomputed fingerprints: the model-only ceiling;
+  (c)  training_dataset alone, and its two stages: the numpy generator
+       (batching, time shift, background noise) and Fingerprinter (MFCC).
+CPU ms/step is the process's CPU time (all threads) per step: with C cores, wall >= CPU / C.
+The load average is printed before and after: figures taken on a busy machine are slower.
+"""
+import argparse
+import contextlib
+import io
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cli  # noqa: E402  (selects tf-keras before TensorFlow)
+from cli import UsageError  # noqa: E402
+
+DEFAULT_DATA_DIR = Path("/tmp/bench_synth")
+BACKGROUND_DIR = ROOT.parent / "shared" / "data" / "_background_noise_"
+DS_CNN_S = ["--model_architecture", "ds_cnn", "--model_size_info",
+            *"5 64 10 4 2 2 64 3 3 1 1 64 3 3 1 1 64 3 3 1 1 64 3 3 1 1".split(),
+            "--dct_coefficient_count", "10", "--window_size_ms", "40", "--window_stride_ms", "20"]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=None,
+                        help=f"Data folder (one folder per word); default {DEFAULT_DATA_DIR}, "
+                             "synthesized when absent.")
+    parser.add_argument("--steps", type=cli.positive_int, default=200, help="Timed steps per figure.")
+    parser.add_argument("--warmup", type=cli.positive_int, default=20, help="Untimed steps before each figure.")
+    parser.add_argument("--batch_size", type=cli.positive_int, default=100)
+    return parser
+
+
+def data_dir_from_flags(args: argparse.Namespace) -> Path:
+    """--data_dir, or the default synthesized set, made on first use."""
+    if args.data_dir:
+        if not os.path.isdir(args.data_dir):
+            raise UsageError(f"--data_dir {args.data_dir} is not a folder")
+        return Path(args.data_dir)
+    if not DEFAULT_DATA_DIR.is_dir():
+        background = ["--background_dir", str(BACKGROUND_DIR)] if BACKGROUND_DIR.is_dir() else []
+        print(f"Synthesizing {DEFAULT_DATA_DIR} (once) ...", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "synthesize_dataset.py"), "--output_dir",
+                        str(DEFAULT_DATA_DIR), "--clips_per_word", "60", *background],
+                       check=True, stdout=subprocess.DEVNULL)
+    return DEFAULT_DATA_DIR
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def ms_per_step(run_steps: Callable[[int], None], warmup: int, steps: int) -> Tuple[float, float]:
+    """Wall and process-CPU milliseconds per step of run_steps(steps), after run_steps(warmup)."""
+    run_steps(warmup)
+    wall, cpu = time.perf_counter(), time.process_time()
+    run_steps(steps)
+    return (time.perf_counter() - wall) * 1000 / steps, (time.process_time() - cpu) * 1000 / steps
+
+
+def main(args: argparse.Namespace) -> None:
+    import input_data
+    import models
+    import train
+
+    tf = cli.import_tensorflow()
+    data_dir = data_dir_from_flags(args)
+    scratch = tempfile.mkdtemp(prefix="bench_train_speed_")
+    flags = train.build_parser().parse_args(
+        DS_CNN_S + ["--data_url", "", "--data_dir", str(data_dir), "--batch_size", str(args.batch_size),
+                    "--train_dir", os.path.join(scratch, "train"),
+                    "--summaries_dir", os.path.join(scratch, "logs"),
+                    "--how_many_training_steps", str(10 * (args.warmup + args.steps)),
+                    "--learning_rate", "0.0005", "--eval_step_interval", "1000000"])
+    tf.keras.utils.set_random_seed(flags.seed)
+    settings = input_data.model_settings_from_flags(flags)
+    model = models.create_model(settings, flags.model_architecture, flags.model_size_info)
+    processor = input_data.AudioProcessor.from_flags(flags, settings)
+    trainer = train.Trainer(model, processor, flags)
+    trainer.validate = lambda: 0.0  # the figures are of training steps only
+    print(f"DS-CNN-S, batch {args.batch_size}, {processor.set_size('training')} training clips "
+          f"in {data_dir}; TF {tf.__version__}, {os.cpu_count()} CPUs, "
+          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op threads")
+    print(f"before: {load()}", flush=True)
+
+    def trainer_run(count: int) -> None:
+        trainer.total_steps = int(trainer.step.numpy()) + count
+        with contextlib.redirect_stdout(io.StringIO()):  # its every-100-steps progress lines
+            trainer.run()
+
+    def lean_loop(count: int) -> None:
+        dataset = processor.training_dataset(args.batch_size, start_step=int(trainer.step.numpy()))
+        loss = None
+        for fingerprints, labels in dataset.take(count):
+            loss, _ = trainer.train_step(fingerprints, labels)
+        trainer.step.assign_add(count)
+        float(loss)
+
+    pool = [batch for batch in processor.training_dataset(args.batch_size).take(10)]
+
+    def model_only(count: int) -> None:
+        loss = None
+        for fingerprints, labels in itertools.islice(itertools.cycle(pool), count):
+            loss, _ = trainer.train_step(fingerprints, labels)
+        float(loss)
+
+    def pipeline(count: int) -> None:
+        for _ in processor.training_dataset(args.batch_size).take(count):
+            pass
+
+    def generator(count: int) -> None:
+        for _ in itertools.islice(processor.training_batches(args.batch_size), count):
+            pass
+
+    audio = [tf.constant(clips) for clips, _ in itertools.islice(processor.training_batches(args.batch_size), 10)]
+    fingerprint = tf.function(processor.fingerprinter.__call__)
+
+    def fingerprinter(count: int) -> None:
+        for clips in itertools.islice(itertools.cycle(audio), count):
+            fingerprint(clips).numpy()
+
+    figures: List[Tuple[str, Tuple[float, float]]] = [
+        ("(a)  train.py end to end (Trainer.run)", ms_per_step(trainer_run, args.warmup, args.steps)),
+        ("(a') dataset + train_step, no per-step sync", ms_per_step(lean_loop, args.warmup, args.steps)),
+        ("(b)  model only (precomputed fingerprints)", ms_per_step(model_only, args.warmup, args.steps)),
+        ("(c)  input pipeline: training_dataset", ms_per_step(pipeline, args.warmup, args.steps)),
+        ("(c1) numpy generator: batch + augment", ms_per_step(generator, args.warmup, args.steps)),
+        ("(c2) Fingerprinter (MFCC) of one batch", ms_per_step(fingerprinter, args.warmup, args.steps)),
+    ]
+    print(f"{'':46s} {'wall ms/step':>12s} {'batches/s':>10s} {'CPU ms/step':>12s}")
+    for name, (wall, cpu) in figures:
+        print(f"{name:46s} {wall:12.1f} {1000 / wall:10.1f} {cpu:12.1f}")
+    print(f"after: {load()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    cli.run(main, make_parser())
