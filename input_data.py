@@ -8,6 +8,7 @@ reproduce the ops' mel filterbank and DCT (tests/test_input_data.py compares
 the two), several times faster than the per-clip ops.
 """
 import argparse
+import dataclasses
 import glob
 import hashlib
 import math
@@ -73,6 +74,35 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                        help="How many of the training samples have background noise mixed in.")
     group.add_argument("--background_volume", type=cli.fraction, default=0.1,
                        help="How loud the background noise should be, between 0 and 1.")
+    group.add_argument("--background_snr_db", type=snr_range, default=None,
+                       help="MIN,MAX: mix the background noise of a keyword/unknown sample at a "
+                            "signal-to-noise ratio uniform in [MIN, MAX] dB (speech power measured "
+                            "over the clip's active frames) instead of at --background_volume; "
+                            "write --background_snr_db=-5,20 when MIN is negative.")
+    group.add_argument("--resample", type=cli.fraction, default=0.0,
+                       help="Speed and pitch perturbation: each clip is resampled by a random "
+                            "factor in [1-r, 1+r] about its centre (kws_streaming's --resample).")
+    group.add_argument("--reverb_probability", type=cli.fraction, default=0.0,
+                       help="Share of training clips convolved with a generated room impulse "
+                            "response (exponentially decaying noise, RT60 0.15-0.8 s).")
+    group.add_argument("--gain_db", type=cli.non_negative_float, default=0.0,
+                       help="Random gain of each clip's speech, uniform in [-g, g] dB.")
+    group.add_argument("--time_masks", type=int, default=0,
+                       help="SpecAugment: how many time masks on each training fingerprint.")
+    group.add_argument("--time_mask_max", type=int, default=0,
+                       help="SpecAugment: widest time mask, in frames.")
+    group.add_argument("--frequency_masks", type=int, default=0,
+                       help="SpecAugment: how many coefficient masks on each training fingerprint.")
+    group.add_argument("--frequency_mask_max", type=int, default=0,
+                       help="SpecAugment: widest coefficient mask, in MFCC coefficients.")
+    group.add_argument("--extra_unknown_dirs", type=cli.comma_list(str), default=[],
+                       help="Comma-separated folders of <word>/*.wav whose words (other than the "
+                            "wanted ones) are added to _unknown_, split by the same hash rule.")
+    group.add_argument("--validation_dir", default=None,
+                       help="Select the best model on this folder instead of the validation "
+                            "partition: evaluation-folder layout, the wanted words by name, other "
+                            "word folders as _unknown_ (at most half as many clips as the keywords), "
+                            "plus noise silence at --silence_percentage. Never the test folder.")
     group.add_argument("--seed", type=int, default=RANDOM_SEED,
                        help="Fixes the choice of silence/unknown samples, the augmentation and the "
                             "initialization.")
@@ -86,6 +116,112 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                        help="How far to move in time between spectrogram timeslices.")
     group.add_argument("--dct_coefficient_count", type=cli.positive_int, default=40,
                        help="How many bins to use for the MFCC fingerprint.")
+
+
+def snr_range(text: str) -> Tuple[float, float]:
+    """argparse type: 'MIN,MAX' in dB, MIN <= MAX."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in dB such as 5,25, got {text!r}")
+    if low > high:
+        raise argparse.ArgumentTypeError(f"expected MIN <= MAX, got {text!r}")
+    return low, high
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Augmentations beyond time shift and background noise; all off by default."""
+    resample: float = 0.0  # speed/pitch factor in [1 - resample, 1 + resample]
+    background_snr_db: Optional[Tuple[float, float]] = None  # None: --background_volume
+    reverb_probability: float = 0.0
+    gain_db: float = 0.0
+    time_masks: int = 0
+    time_mask_max: int = 0  # frames
+    frequency_masks: int = 0
+    frequency_mask_max: int = 0  # coefficients
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "Augmentation":
+        for name in ("time_masks", "time_mask_max", "frequency_masks", "frequency_mask_max"):
+            if getattr(args, name, 0) < 0:
+                raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
+        return cls(**{field.name: getattr(args, field.name, field.default)
+                      for field in dataclasses.fields(cls)})
+
+    @property
+    def masks(self) -> bool:
+        return (self.time_masks > 0 and self.time_mask_max > 0) or \
+            (self.frequency_masks > 0 and self.frequency_mask_max > 0)
+
+
+REVERB_RT60_S = (0.15, 0.8)
+REVERB_DIRECT_TO_REVERBERANT_DB = (-3.0, 15.0)
+REVERB_IR_SECONDS = 0.5
+REVERB_BANK_SIZE = 512  # generated responses a run draws from (a function of the seed)
+VALIDATION_UNKNOWN_RATIO = 0.5  # --validation_dir: unknown clips at most this share of keyword clips
+ACTIVE_FRAME_SAMPLES = 400  # 25 ms frames for the speech power of --background_snr_db
+ACTIVE_FRAME_DB = 20  # frames within this of the loudest count as speech
+
+
+def resample_clips(audio: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Each clip [b, n] played factors[i] times faster (higher pitch), about the clip's centre.
+
+    Linear interpolation (np.interp, one C call per clip: faster than a
+    vectorized gather); samples read from outside the clip are zero.
+    """
+    count, samples = audio.shape
+    centre = (samples - 1) / 2.0
+    grid = np.arange(samples, dtype=np.float64) - centre
+    source = np.arange(samples, dtype=np.float64)
+    out = np.empty((count, samples), dtype=np.float32)
+    for i in range(count):
+        out[i] = np.interp(centre + grid * factors[i], source, audio[i], left=0.0, right=0.0)
+    return out
+
+
+def room_impulse_responses(count: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """count generated room impulse responses [count, REVERB_IR_SECONDS * sample_rate].
+
+    A unit direct path followed by exponentially decaying Gaussian noise (60 dB
+    down after a random RT60), at a random direct-to-reverberant ratio.
+    """
+    length = int(REVERB_IR_SECONDS * sample_rate)
+    rt60 = rng.uniform(*REVERB_RT60_S, size=count)
+    ratio_db = rng.uniform(*REVERB_DIRECT_TO_REVERBERANT_DB, size=count)
+    t = np.arange(1, length)[None, :] / sample_rate
+    tail = rng.standard_normal((count, length - 1)) * np.exp(-6.9078 * t / rt60[:, None])
+    tail *= (10 ** (-ratio_db / 20) / np.sqrt(np.sum(tail ** 2, axis=1)))[:, None]
+    return np.concatenate([np.ones((count, 1)), tail], axis=1).astype(np.float32)
+
+
+def reverb_size(samples: int, sample_rate: int) -> int:
+    """FFT length for convolving a clip with a REVERB_IR_SECONDS response."""
+    import scipy.fft
+    return scipy.fft.next_fast_len(samples + int(REVERB_IR_SECONDS * sample_rate) - 1, real=True)
+
+
+def reverberate(audio: np.ndarray, response_spectra: np.ndarray, size: int) -> np.ndarray:
+    """Clips [b, n] convolved with responses given as rfft spectra [b, size // 2 + 1]
+    (size at least n + response length - 1, e.g. reverb_size), cut to n, at the input's peak level."""
+    import scipy.fft
+    samples = audio.shape[1]
+    wet = scipy.fft.irfft(scipy.fft.rfft(audio, size, workers=-1) * response_spectra, size,
+                          workers=-1)[:, :samples]
+    peak_in = np.abs(audio).max(axis=1)
+    peak_out = np.abs(wet).max(axis=1)
+    scale = np.where(peak_out > 0, peak_in / np.maximum(peak_out, 1e-12), 0.0)
+    return (wet * scale[:, None]).astype(np.float32)
+
+
+def active_power(audio: np.ndarray) -> np.ndarray:
+    """Mean power of each clip's frames within ACTIVE_FRAME_DB of its loudest frame."""
+    count, samples = audio.shape
+    frames = samples // ACTIVE_FRAME_SAMPLES
+    power = np.mean(np.square(audio[:, :frames * ACTIVE_FRAME_SAMPLES].reshape(
+        count, frames, ACTIVE_FRAME_SAMPLES), dtype=np.float64), axis=2)
+    active = power >= power.max(axis=1, keepdims=True) * 10 ** (-ACTIVE_FRAME_DB / 10)
+    return np.sum(power * active, axis=1) / np.maximum(active.sum(axis=1), 1)
 
 
 def wanted_words_from_flags(args: argparse.Namespace) -> List[str]:
@@ -333,7 +469,10 @@ class Fingerprinter:
     def __init__(self, model_settings: ModelSettings):
         self.model_settings = model_settings
         self._window = tf.signal.hann_window(model_settings.window_size_samples, periodic=True)
-        self._mel = tf.constant(mel_weight_matrix(model_settings))
+        mel = mel_weight_matrix(model_settings)
+        # The filterbank stops at 4 kHz: the spectrum above it is never read.
+        self._bins = int(np.flatnonzero(mel.any(axis=1)).max()) + 1
+        self._mel = tf.constant(mel[:self._bins])
         self._dct = tf.constant(dct_matrix(model_settings.dct_coefficient_count))
         # One traced function for all numpy() calls (a new one per call retraced every time).
         self._compute = tf.function(lambda audio: self(tf.cast(audio, tf.float32) / 32768.0),
@@ -343,9 +482,8 @@ class Fingerprinter:
         """audio: float32 [batch, desired_samples] in [-1, 1] -> [batch, fingerprint_size]."""
         settings = self.model_settings
         frames = tf.signal.frame(audio, settings.window_size_samples, settings.window_stride_samples)
-        spectrum = tf.signal.rfft(frames * self._window, [settings.fft_length])
-        power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
-        mel = tf.linalg.matmul(tf.math.sqrt(power), self._mel)
+        spectrum = tf.signal.rfft(frames * self._window, [settings.fft_length])[..., :self._bins]
+        mel = tf.linalg.matmul(tf.math.abs(spectrum), self._mel)
         log_mel = tf.math.log(tf.math.maximum(mel, MFCC_FILTERBANK_FLOOR))
         mfcc = tf.linalg.matmul(log_mel, self._dct)
         return tf.reshape(mfcc, [-1, settings.fingerprint_size])
@@ -390,15 +528,19 @@ class AudioProcessor:
     """Indexes a Speech Commands folder, splits it, and serves fingerprints.
 
     Validation and test fingerprints are deterministic: they are computed once
-    and kept. Training batches are augmented (time shift, background noise) and
-    fingerprinted on the fly by a tf.data pipeline.
+    and kept (with validation_dir, "validation" is that real folder's). Training
+    batches are augmented (time shift, background noise, and what augmentation
+    turns on) and fingerprinted on the fly by a tf.data pipeline, SpecAugment
+    masks last; every batch is a pure function of (seed, step).
     """
 
     def __init__(self, data_dir: str, wanted_words: Sequence[str], model_settings: ModelSettings,
                  validation_percentage: float = 10, testing_percentage: float = 10,
                  silence_percentage: float = 10, unknown_percentage: float = 10,
                  time_shift_ms: float = 100, background_frequency: float = 0.8,
-                 background_volume: float = 0.1, seed: int = RANDOM_SEED):
+                 background_volume: float = 0.1, seed: int = RANDOM_SEED,
+                 augmentation: Optional[Augmentation] = None,
+                 extra_unknown_dirs: Sequence[str] = (), validation_dir: Optional[str] = None):
         if seed < 0:
             raise UsageError(f"--seed must be 0 or more, got {seed}")
         self.data_dir = data_dir
@@ -408,6 +550,13 @@ class AudioProcessor:
         self.background_frequency = background_frequency
         self.background_volume = background_volume
         self.seed = seed
+        self.augmentation = augmentation or Augmentation()
+        self._reverb_spectra: Optional[np.ndarray] = None
+        self.extra_unknown_dirs = [d for d in extra_unknown_dirs if d]
+        for folder in self.extra_unknown_dirs:
+            if not os.path.isdir(folder):
+                raise UsageError(f"--extra_unknown_dirs {folder} is not a folder")
+        self.silence_percentage = silence_percentage
         self.fingerprinter = Fingerprinter(model_settings)
         self.data_index = self._prepare_data_index(wanted_words, validation_percentage,
                                                    testing_percentage, silence_percentage,
@@ -418,6 +567,9 @@ class AudioProcessor:
             print(f"No {BACKGROUND_NOISE_DIR_NAME} folder with audio in {data_dir}: "
                   f"training without background noise")
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+        self.validation_dir = validation_dir
+        if validation_dir:
+            self._validation_clips = self._load_validation_folder(validation_dir)
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace, model_settings: ModelSettings) -> "AudioProcessor":
@@ -426,7 +578,8 @@ class AudioProcessor:
         return cls(args.data_dir, wanted_words_from_flags(args), model_settings,
                    args.validation_percentage, args.testing_percentage, args.silence_percentage,
                    args.unknown_percentage, args.time_shift_ms, args.background_frequency,
-                   args.background_volume, args.seed)
+                   args.background_volume, args.seed, Augmentation.from_flags(args),
+                   getattr(args, "extra_unknown_dirs", ()), getattr(args, "validation_dir", None))
 
     def _prepare_data_index(self, wanted_words: Sequence[str], validation_percentage: float,
                             testing_percentage: float, silence_percentage: float,
@@ -453,6 +606,13 @@ class AudioProcessor:
             found = sorted(os.listdir(self.data_dir))[:10] if os.path.isdir(self.data_dir) else []
             raise UsageError(f"no .wav files in word folders of --data_dir {self.data_dir} "
                              f"(expected <data_dir>/<word>/*.wav; found: {', '.join(found) or 'nothing'})")
+        for folder in self.extra_unknown_dirs:
+            for path in sorted(glob.glob(os.path.join(folder, "*", "*.wav"))):
+                word = os.path.basename(os.path.dirname(path)).lower()
+                if word in wanted_index or word.startswith("_"):
+                    continue  # keywords, _silence_, _unknown_, noise: not unknown-word material
+                partition = which_set(path, validation_percentage, testing_percentage)
+                unknown_index[partition].append((path, UNKNOWN_WORD_INDEX))
         missing = [word for word in wanted_words if word not in all_words]
         if missing:
             raise UsageError(f"--wanted_words {', '.join(missing)} not found in --data_dir "
@@ -505,6 +665,8 @@ class AudioProcessor:
         training and as the `_silence_` clips of the canonical test set are
         (zeros without noise recordings).
         """
+        if partition == "validation" and self.validation_dir:
+            return self._validation_fingerprints()
         if partition not in self._fingerprint_cache:
             fingerprints = self.fingerprinter.numpy(self.audio[partition])[self.rows[partition]]
             silence = np.flatnonzero(self.labels[partition] == SILENCE_INDEX)
@@ -513,6 +675,32 @@ class AudioProcessor:
                 fingerprints[silence] = self.fingerprinter.numpy(self.silence_clips(len(silence), rng))
             self._fingerprint_cache[partition] = (fingerprints, self.labels[partition])
         return self._fingerprint_cache[partition]
+
+    def _load_validation_folder(self, folder: str) -> Tuple[np.ndarray, np.ndarray]:
+        """--validation_dir's clips and labels: keywords, unknown (capped), noise silence."""
+        clips, labels, _ = load_evaluation_folder(folder, self.words_list, self.model_settings,
+                                                  others_as_unknown=True)
+        rng = np.random.default_rng([self.seed, 3 << 20])
+        keywords = np.flatnonzero(labels > UNKNOWN_WORD_INDEX)
+        unknown = np.flatnonzero(labels == UNKNOWN_WORD_INDEX)
+        silence = np.flatnonzero(labels == SILENCE_INDEX)
+        cap = int(math.ceil(len(keywords) * VALIDATION_UNKNOWN_RATIO)) if len(keywords) else len(unknown)
+        unknown = np.sort(rng.permutation(unknown)[:cap])
+        keep = np.concatenate([keywords, unknown, silence])
+        clips, labels = clips[keep], labels[keep]
+        if not len(silence) and self.background_data:
+            count = int(math.ceil(len(keywords) * self.silence_percentage / 100))
+            clips = np.concatenate([clips, self.silence_clips(count, rng)])
+            labels = np.concatenate([labels, np.full(count, SILENCE_INDEX, dtype=np.int32)])
+        print(f"Model selection on --validation_dir {folder}: "
+              + ", ".join(f"{word} {int(np.sum(labels == i))}" for i, word in enumerate(self.words_list)))
+        return clips, labels
+
+    def _validation_fingerprints(self) -> Tuple[np.ndarray, np.ndarray]:
+        if "validation_dir" not in self._fingerprint_cache:
+            clips, labels = self._validation_clips
+            self._fingerprint_cache["validation_dir"] = (self.fingerprinter.numpy(clips), labels)
+        return self._fingerprint_cache["validation_dir"]
 
     def silence_clips(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """count int16 clips of background noise, each at a random volume in [0, 1)."""
@@ -523,15 +711,75 @@ class AudioProcessor:
 
     def _add_background(self, audio: np.ndarray, volumes: np.ndarray, rng: np.random.Generator) -> None:
         """Mixes a random stretch of a random noise recording into each clip, in place, clipped to [-1, 1]."""
-        samples = audio.shape[1]
-        noise_choice = rng.integers(0, len(self.background_data), size=len(audio))
-        for i in np.flatnonzero(volumes > 0):
+        rows, segments = self._noise_segments(audio.shape, volumes > 0, rng)
+        for i, segment in zip(rows, segments):
+            audio[i] += volumes[i] * segment
+        np.clip(audio, -1.0, 1.0, out=audio)
+
+    def _noise_segments(self, shape: Tuple[int, int], active: np.ndarray, rng: np.random.Generator
+                        ) -> Tuple[np.ndarray, List[np.ndarray]]:
+        """A random stretch of a random noise recording for each active row: (rows, stretches)."""
+        count, samples = shape
+        noise_choice = rng.integers(0, len(self.background_data), size=count)
+        rows = np.flatnonzero(active)
+        segments = []
+        for i in rows:
             noise = self.background_data[noise_choice[i]]
             if len(noise) < samples:
                 noise = np.resize(noise, samples)
             start = rng.integers(0, len(noise) - samples + 1)
-            audio[i] += volumes[i] * noise[start:start + samples]
+            segments.append(noise[start:start + samples])
+        return rows, segments
+
+    def _add_background_at_snr(self, audio: np.ndarray, use_background: np.ndarray,
+                               silence_volumes: np.ndarray, is_silence: np.ndarray,
+                               rng: np.random.Generator) -> None:
+        """Noise at a random SNR for speech samples, at silence_volumes for silence; in place."""
+        low, high = self.augmentation.background_snr_db
+        snr_db = rng.uniform(low, high, size=len(audio))
+        speech_power = active_power(audio)
+        rows, segments = self._noise_segments(audio.shape, use_background | is_silence, rng)
+        for i, segment in zip(rows, segments):
+            if is_silence[i]:
+                audio[i] += silence_volumes[i] * segment
+                continue
+            noise_power = float(np.mean(np.square(segment, dtype=np.float64)))
+            if noise_power > 0 and speech_power[i] > 0:
+                audio[i] += np.float32(math.sqrt(speech_power[i] / noise_power) *
+                                       10 ** (-snr_db[i] / 20)) * segment
         np.clip(audio, -1.0, 1.0, out=audio)
+
+    def _reverb_bank(self) -> np.ndarray:
+        """REVERB_BANK_SIZE room responses (rfft spectra), fixed by the seed, made once."""
+        if self._reverb_spectra is None:
+            import scipy.fft
+            settings = self.model_settings
+            rng = np.random.default_rng([self.seed, 4 << 20])
+            responses = room_impulse_responses(REVERB_BANK_SIZE, settings.sample_rate, rng)
+            size = reverb_size(settings.desired_samples, settings.sample_rate)
+            self._reverb_spectra = scipy.fft.rfft(responses, size).astype(np.complex64)
+            self._reverb_fft_size = size
+        return self._reverb_spectra
+
+    def _perturb_speech(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Gain, speed/pitch and reverberation of the clips, as --gain_db, --resample and
+        --reverb_probability say; draws nothing when they are off."""
+        augmentation = self.augmentation
+        batch = len(audio)
+        if augmentation.gain_db > 0:
+            gains = 10 ** (rng.uniform(-augmentation.gain_db, augmentation.gain_db, batch) / 20)
+            audio = audio * gains[:, None].astype(np.float32)
+        if augmentation.resample > 0:
+            factors = rng.uniform(1 - augmentation.resample, 1 + augmentation.resample, batch)
+            audio = resample_clips(audio, factors)
+        if augmentation.reverb_probability > 0:
+            rows = np.flatnonzero(rng.random(batch) < augmentation.reverb_probability)
+            if len(rows):
+                bank = self._reverb_bank()
+                choice = rng.integers(0, len(bank), size=len(rows))
+                audio = audio.copy()
+                audio[rows] = reverberate(audio[rows], bank[choice], self._reverb_fft_size)
+        return audio
 
     def training_batches(self, batch_size: int, start_step: int = 0
                          ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
@@ -567,17 +815,22 @@ class AudioProcessor:
             step += 1
 
     def augment(self, clips: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Time shift and background noise, as in TensorFlow's speech_commands example.
+        """Time shift and background noise, as in TensorFlow's speech_commands example,
+        plus the optional --gain_db, --resample and --reverb_probability.
 
         A sample gets noise with probability background_frequency, at a volume
-        uniform in [0, background_volume); a silence sample always gets noise
-        when there is any, at a volume uniform in [0, 1).
+        uniform in [0, background_volume) -- or, with --background_snr_db, at a
+        signal-to-noise ratio uniform in that range; a silence sample always
+        gets noise when there is any, at a volume uniform in [0, 1). With the
+        new augmentations off, the random draws (and so the stream) are the
+        ones of earlier versions.
         """
         audio = clips.astype(np.float32) / 32768.0
         batch, samples = audio.shape
         shift = self.time_shift_samples
+        offsets = rng.integers(-shift, shift + 1, size=batch) if shift > 0 else None
+        audio = self._perturb_speech(audio, rng)
         if shift > 0:
-            offsets = rng.integers(-shift, shift + 1, size=batch)
             shifted = np.zeros_like(audio)
             for i, offset in enumerate(offsets):
                 if offset > 0:
@@ -592,23 +845,71 @@ class AudioProcessor:
             use_background = rng.random(batch) < self.background_frequency
             volumes = np.where(use_background, rng.uniform(0, self.background_volume, batch), 0.0)
             volumes = np.where(is_silence, rng.uniform(0, 1, batch), volumes)
-            self._add_background(audio, volumes, rng)
+            if self.augmentation.background_snr_db is not None:
+                self._add_background_at_snr(audio, use_background, volumes, is_silence, rng)
+            else:
+                self._add_background(audio, volumes, rng)
+        elif self.augmentation.gain_db > 0 or self.augmentation.reverb_probability > 0:
+            np.clip(audio, -1.0, 1.0, out=audio)
         return audio
+
+    def fingerprint_masks(self, batch_size: int, step: int) -> np.ndarray:
+        """SpecAugment masks of step's batch: float32 [batch, frames, coefficients] of 0 and 1.
+
+        A pure function of (seed, step), drawn apart from the audio augmentation.
+        """
+        settings = self.model_settings
+        frames, coefficients = settings.spectrogram_length, settings.dct_coefficient_count
+        augmentation = self.augmentation
+        rng = np.random.default_rng([self.seed, 2 << 20, step])
+
+        def bands(size: int, count: int, widest: int) -> np.ndarray:
+            if count <= 0 or widest <= 0:
+                return np.zeros((batch_size, size), dtype=bool)
+            widths = rng.integers(0, min(widest, size) + 1, size=(batch_size, count))
+            starts = (rng.random((batch_size, count)) * (size - widths + 1)).astype(np.int64)
+            index = np.arange(size)[None, None, :]
+            return np.any((index >= starts[..., None]) & (index < (starts + widths)[..., None]), axis=1)
+
+        masked_time = bands(frames, augmentation.time_masks, augmentation.time_mask_max)
+        masked_frequency = bands(coefficients, augmentation.frequency_masks,
+                                 augmentation.frequency_mask_max)
+        keep = ~masked_time[:, :, None] & ~masked_frequency[:, None, :]
+        return keep.astype(np.float32)
 
     def training_dataset(self, batch_size: int, start_step: int = 0) -> tf.data.Dataset:
         """tf.data pipeline of (fingerprints [batch, fingerprint_size], labels [batch])."""
         samples = self.model_settings.desired_samples
         self.training_batches(batch_size, start_step)  # raises UsageError now if there is no data
+        if not self.augmentation.masks:
+            dataset = tf.data.Dataset.from_generator(
+                lambda: self.training_batches(batch_size, start_step),
+                output_signature=(tf.TensorSpec([batch_size, samples], tf.float32),
+                                  tf.TensorSpec([batch_size], tf.int32)))
+            dataset = dataset.map(lambda audio, labels: (self.fingerprinter(audio), labels),
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            return dataset.prefetch(tf.data.AUTOTUNE)
+        settings = self.model_settings
+        mask_shape = [batch_size, settings.spectrogram_length, settings.dct_coefficient_count]
+
+        def with_masks():
+            for step, (audio, labels) in enumerate(self.training_batches(batch_size, start_step),
+                                                   start_step):
+                yield audio, self.fingerprint_masks(batch_size, step), labels
+
         dataset = tf.data.Dataset.from_generator(
-            lambda: self.training_batches(batch_size, start_step),
-            output_signature=(tf.TensorSpec([batch_size, samples], tf.float32),
-                              tf.TensorSpec([batch_size], tf.int32)))
-        dataset = dataset.map(lambda audio, labels: (self.fingerprinter(audio), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            with_masks, output_signature=(tf.TensorSpec([batch_size, samples], tf.float32),
+                                          tf.TensorSpec(mask_shape, tf.float32),
+                                          tf.TensorSpec([batch_size], tf.int32)))
+        dataset = dataset.map(
+            lambda audio, masks, labels: (self.fingerprinter(audio) *
+                                          tf.reshape(masks, [batch_size, -1]), labels),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings
+def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,
+                           others_as_unknown: bool = False
                            ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """Reads an evaluation folder: one sub-folder per label, every clip labelled by its folder.
 
@@ -621,6 +922,10 @@ def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_setti
     folders = sorted(entry for entry in os.listdir(test_dir)
                      if os.path.isdir(os.path.join(test_dir, entry)) and entry != BACKGROUND_NOISE_DIR_NAME)
     unknown_folders = [folder for folder in folders if folder.lower() not in label_of]
+    if others_as_unknown:
+        for folder in unknown_folders:
+            label_of[folder.lower()] = UNKNOWN_WORD_INDEX
+        unknown_folders = []
     if unknown_folders:
         raise UsageError(f"--test_dir {test_dir} has folders that are not labels of the model "
                          f"({', '.join(unknown_folders)}); the labels are {', '.join(words_list)}")

