@@ -1,0 +1,82 @@
+"""Deployment figures of every architecture at its default size, int8.
+
+    python bench/bench_model_zoo.py [--architectures svdf,tc_resnet] [--runs 200]
+
+For each architecture: parameters and MACs (models.py), the int8 .tflite that
+convert.py's default mode makes (calibrated on random fingerprints: sizes and
+speed do not depend on the weights' values), its bytes, peak activation memory
+and tensor arena (tflite_report.py), and the int8 inference time per clip in
+LiteRT with one thread (batch 1, median of --runs after a warm-up).
+"""
+import argparse
+import os
+import sys
+import time
+from typing import Tuple
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cli  # noqa: E402
+import convert  # noqa: E402
+import models  # noqa: E402
+import tflite_report  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+PAPER_FEATURES = (40, 20, 10)  # window ms, stride ms, coefficients
+KWS30K_FEATURES = (40, 20, 40)
+KWS30K = ("svdf", "svdf_resnet", "tc_resnet", "mobilenet", "mobilenet_v2", "inception",
+          "inception_resnet", "xception")
+
+
+def int8_model(architecture: str) -> Tuple["models.tf.keras.Model", bytes]:
+    """The default-size model of architecture and its int8 .tflite as convert.py makes it by default."""
+    window, stride, coefficients = KWS30K_FEATURES if architecture in KWS30K else PAPER_FEATURES
+    if architecture == "dnn":
+        stride = 40
+    settings = models.prepare_model_settings(12, 16000, 1000, window, stride, coefficients)
+    model = models.create_model(settings, architecture, None)
+    fingerprints = np.random.default_rng(0).normal(
+        0, 10, (100, settings.fingerprint_size)).astype(np.float32)
+    return model, convert.convert_model(model, convert.FULL_INTEGER, "float32", fingerprints,
+                                        convert.DEFAULT_INPUT_CLIP_PERCENTILE)
+
+
+def inference_ms(content: bytes, runs: int) -> float:
+    """Median milliseconds of one batch-1 inference, one thread."""
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    for _ in range(10):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def main(args: argparse.Namespace) -> None:
+    names = args.architectures.split(",") if args.architectures else list(models.MODELS)
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print("| architecture | parameters | MACs | int8 .tflite bytes | peak activation bytes "
+          "| tensor arena bytes | int8 ms/clip (1 thread) |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        model, content = int8_model(name)
+        report = tflite_report.analyze(content)
+        print(f"| {name} | {models.count_parameters(model):,} | {models.count_macs(model):,} "
+              f"| {report['file_bytes']:,} | {report['peak_activation_bytes']:,} "
+              f"| {report['arena_bytes']:,} | {inference_ms(content, args.runs):.3f} |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    parser = cli.make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--architectures", default="",
+                        help="Comma-separated architectures (default: all registered).")
+    parser.add_argument("--runs", type=cli.positive_int, default=200, help="Timed inferences each.")
+    cli.run(main, parser)
