@@ -86,6 +86,29 @@ def make_speech_commands(root, words=("yes", "no", "up"), unknown_words=("cat", 
     return root
 
 
+WANTED = ["yes", "no", "up"]
+UNKNOWN = ["cat", "dog"]
+
+
+def ds_cnn_settings():
+    """DS-CNN fingerprint settings (40 ms / 20 ms / 10 coefficients) for WANTED + silence/unknown."""
+    from models import prepare_model_settings
+    return prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
+
+
+def processor(data_dir, **kwargs):
+    """An AudioProcessor over data_dir for WANTED with DS-CNN features; kwargs override."""
+    import input_data
+    return input_data.AudioProcessor(str(data_dir), kwargs.pop("wanted_words", WANTED),
+                                     kwargs.pop("model_settings", ds_cnn_settings()), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Shared read-only data dir (with background noise) for the index/augmentation tests."""
+    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech", WANTED, UNKNOWN)
+
+
 @pytest.fixture
 def speech_commands_dir(tmp_path) -> Path:
     """A generated data dir: wanted yes/no/up, unknown cat/dog, 12 speakers x 2 clips, noise."""

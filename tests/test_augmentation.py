@@ -6,25 +6,12 @@ import pytest
 
 import cli
 import input_data
-from conftest import SAMPLE_RATE, fake_speakers, make_speech_commands
-from models import prepare_model_settings
+from conftest import SAMPLE_RATE, WANTED, ds_cnn_settings, fake_speakers, make_speech_commands, processor
 
-WANTED = ["yes", "no", "up"]
-UNKNOWN = ["cat", "dog"]
-DS_CNN = prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
+DS_CNN = ds_cnn_settings()
 FULL = input_data.Augmentation(resample=0.15, background_snr_db=(0.0, 20.0), reverb_probability=0.5,
                                gain_db=6, time_masks=2, time_mask_max=5, frequency_masks=1,
                                frequency_mask_max=2)
-
-
-def processor(data_dir, **kwargs):
-    return input_data.AudioProcessor(str(data_dir), kwargs.pop("wanted_words", WANTED),
-                                     kwargs.pop("model_settings", DS_CNN), **kwargs)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech", WANTED, UNKNOWN)
 
 
 def tone(frequency=440.0, at=0.5, width=0.1):

@@ -16,24 +16,11 @@ import soundfile
 import cli
 import input_data
 from cli import UsageError
-from conftest import (SAMPLE_RATE, fake_speakers, google_which_set, make_speech_commands,
-                      write_wav)
+from conftest import (SAMPLE_RATE, UNKNOWN, WANTED, ds_cnn_settings,
+                      fake_speakers, google_which_set, make_speech_commands, processor, write_wav)
 from models import prepare_model_settings
 
-WANTED = ["yes", "no", "up"]
-UNKNOWN = ["cat", "dog"]
-DS_CNN = prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
-
-
-def processor(data_dir, **kwargs):
-    return input_data.AudioProcessor(str(data_dir), kwargs.pop("wanted_words", WANTED),
-                                     kwargs.pop("model_settings", DS_CNN), **kwargs)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Shared read-only data dir (with background noise) for the index/augmentation tests."""
-    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech", WANTED, UNKNOWN)
+DS_CNN = ds_cnn_settings()
 
 
 @pytest.fixture(scope="module")
