@@ -86,11 +86,14 @@ def format_confusion_matrix(matrix: np.ndarray, words_list: Sequence[str]) -> st
 
 
 def predict(model: tf.keras.Model, fingerprints: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Class probabilities for every fingerprint, in inference mode."""
-    forward = tf.function(lambda x: model(x, training=False))
-    outputs = [forward(tf.constant(fingerprints[start:start + batch_size])).numpy()
-               for start in range(0, len(fingerprints), batch_size)]
-    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))
+    """Class probabilities for every fingerprint, in inference mode.
+
+    Keras keeps the compiled predict function on the model, so evaluating at
+    every --eval_step_interval does not trace the model again.
+    """
+    if not len(fingerprints):
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    return model.predict(fingerprints, batch_size=batch_size, verbose=0)
 
 
 def evaluate(model: tf.keras.Model, fingerprints: np.ndarray, labels: np.ndarray,
