@@ -22,11 +22,11 @@ or the clips of --representative_dir when asked. The evaluation folder
 Two adjustments keep int8 accuracy within half a point of the float model on
 Arm's DS_CNN, CNN and DNN checkpoints, and close to it on Basic_LSTM (measured
 on the dev folder of Speech Commands' test set; see BENCHMARKS.md):
-- the lowest --input_clip_percentile % of the calibration fingerprints' values
-  are clipped before calibration: they are the log-mel floor of digital
-  silence (zero padding), far below anything a microphone hears, and covering
-  them would make the int8 input step about three times coarser (that alone
-  cost 0.4 to 1.9 points on Arm's DS_CNN, CNN and DNN);
+- the calibration fingerprints are clipped below at the --input_clip_percentile
+  percentile of their values above the log-mel floor of digital silence (zero
+  padding), which lies far below anything a microphone hears: covering it
+  would make the int8 input step about three times coarser (that alone cost
+  0.4 to 1.9 points on Arm's DS_CNN, CNN and DNN);
 - the ranges of tensors read by TANH and LOGISTIC (the gates and cell state of
   unrolled LSTM/GRU cells) stop at +-4 and +-8, where the int8 outputs
   saturate (Basic_LSTM_S: -1.35 points without, -0.4 to -0.6 with; with
@@ -88,6 +88,17 @@ def add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output_file", default=None,
                        help="Where to write the .tflite (default: <architecture>_quantized.tflite, "
                             "<architecture>.tflite with --no-quantize, ... in the current folder).")
+    add_calibration_flags(group)
+    group.add_argument("--report_json", default=None,
+                       help="Also write the deployment report and accuracies to this JSON file.")
+    group.add_argument("--c_array", action="store_true",
+                       help="Also write the model as a C array (<output>.cc and <output>.h) for "
+                            "TensorFlow Lite Micro.")
+
+
+def add_calibration_flags(group: argparse._ArgumentGroup) -> None:
+    """The flags of the calibration clips and input range, shared with optimize.py, whose
+    quantization-aware training starts from the ranges convert.py would measure."""
     group.add_argument("--representative_samples", type=cli.positive_int,
                        default=DEFAULT_REPRESENTATIVE_SAMPLES,
                        help="How many clips calibrate full-integer quantization.")
@@ -99,11 +110,12 @@ def add_conversion_flags(parser: argparse.ArgumentParser) -> None:
                        help="The quantized input's range starts at this percentile of the "
                             "calibration fingerprints' values instead of their minimum (the "
                             "log-mel floor of digital silence); 0 keeps the minimum.")
-    group.add_argument("--report_json", default=None,
-                       help="Also write the deployment report and accuracies to this JSON file.")
-    group.add_argument("--c_array", action="store_true",
-                       help="Also write the model as a C array (<output>.cc and <output>.h) for "
-                            "TensorFlow Lite Micro.")
+
+
+def check_input_clip_percentile(percentile: float) -> None:
+    """UsageError unless --input_clip_percentile is in [0, 10]."""
+    if not 0 <= percentile <= 10:
+        raise UsageError(f"--input_clip_percentile must be between 0 and 10, got {percentile:g}")
 
 
 def conversion_mode(args: argparse.Namespace) -> Tuple[str, str]:
@@ -120,9 +132,7 @@ def conversion_mode(args: argparse.Namespace) -> Tuple[str, str]:
     if mode != FULL_INTEGER and inference_type != "float32":
         raise UsageError(f"--quantize_mode {mode} keeps float activations, input and output; "
                          f"--inference_type {inference_type} needs --quantize_mode {FULL_INTEGER}")
-    if not 0 <= args.input_clip_percentile <= 10:
-        raise UsageError(f"--input_clip_percentile must be between 0 and 10, got "
-                         f"{args.input_clip_percentile:g}")
+    check_input_clip_percentile(args.input_clip_percentile)
     return mode, inference_type
 
 
@@ -158,10 +168,11 @@ def _has_word_folders(data_dir: str) -> bool:
 class Data:
     """The data set of the flags: an AudioProcessor, loaded at most once, when needed."""
 
-    def __init__(self, args: argparse.Namespace, model_settings: models.ModelSettings):
+    def __init__(self, args: argparse.Namespace, model_settings: models.ModelSettings,
+                 processor: Optional[input_data.AudioProcessor] = None):
         self.args = args
         self.model_settings = model_settings
-        self._processor: Optional[input_data.AudioProcessor] = None
+        self._processor = processor
 
     def usable(self) -> bool:
         """--data_dir holds word folders, or will be downloaded (no --test_dir to go by)."""
@@ -287,10 +298,26 @@ def clip_input_range(fingerprints: np.ndarray, percentile: float) -> np.ndarray:
     the lowest values lets the range cover speech and noise at about three times
     the resolution; the quantized model then clips such inputs the same way.
     """
-    if percentile <= 0 or not len(fingerprints):
+    floor = input_floor(fingerprints, percentile)
+    if floor is None:
         return fingerprints
-    floor = np.percentile(fingerprints, percentile)
     return np.maximum(fingerprints, floor).astype(np.float32)
+
+
+def input_floor(fingerprints: np.ndarray, percentile: float) -> Optional[float]:
+    """Where the quantized input range starts: the percentile-th of the fingerprint
+    values above their minimum; None (the minimum) for percentile 0.
+
+    The minimum, when many values share it, is the log-mel floor of digital
+    silence. It is left out of the percentile: synthesized clips and clips
+    without background noise can hold more than percentile % of such frames,
+    which would otherwise keep the floor in the range.
+    """
+    if percentile <= 0 or not len(fingerprints):
+        return None
+    values = np.asarray(fingerprints).ravel()
+    above = values[values > values.min()]
+    return float(np.percentile(above if len(above) else values, percentile))
 
 
 def quantize_full_integer(model: tf.keras.Model, fingerprints: np.ndarray, inference_type: str,

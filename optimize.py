@@ -49,11 +49,13 @@ import dataclasses
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
+from unittest import mock
 
 import numpy as np
 
 import cli
 import checkpoints
+import convert
 import input_data
 import models
 import test_tflite
@@ -65,6 +67,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 # "which layers can this technique wrap" without trying (a failed wrap spoils the model).
 from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (  # noqa: E402
     PruneLowMagnitude)
 
@@ -111,6 +114,8 @@ def add_optimization_flags(parser: argparse.ArgumentParser) -> None:
                             "stage's steps, rounded down to a multiple of --pruning_frequency.")
     group.add_argument("--pruning_frequency", type=cli.positive_int, default=100,
                        help="Steps between two updates of the pruning masks.")
+    convert.add_calibration_flags(parser.add_argument_group(
+        "calibration of quantization-aware training (the clips convert.py calibrates with)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +171,7 @@ def pruning_window(args: argparse.Namespace) -> Tuple[int, int]:
 def check_flags(args: argparse.Namespace) -> None:
     """Raises UsageError for inconsistent flags, before anything is loaded."""
     train.check_schedule(args)
+    convert.check_input_clip_percentile(args.input_clip_percentile)
     names = TECHNIQUES[args.technique]
     if "prune" in names:
         pruning_window(args)
@@ -396,11 +402,19 @@ class StageTrainer(train.Trainer):
     """
 
     def __init__(self, model: tf.keras.Model, processor: input_data.AudioProcessor,
-                 args: argparse.Namespace, first_selectable_step: int):
+                 args: argparse.Namespace, first_selectable_step: int,
+                 input_floor: Optional[float] = None):
         super().__init__(model, processor, args)
         self.first_selectable_step = first_selectable_step
+        self.input_floor = input_floor
         self.pruning_steps = [layer.pruning_step for layer in model.layers
                               if isinstance(layer, PruneLowMagnitude)]
+
+    def model_input(self, fingerprints: tf.Tensor) -> tf.Tensor:
+        """QAT: fingerprints clipped below at the input floor, as convert.py calibrates."""
+        if self.input_floor is None:
+            return fingerprints
+        return tf.maximum(fingerprints, self.input_floor)
 
     def train_step(self, fingerprints: tf.Tensor, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         for pruning_step in self.pruning_steps:
@@ -439,13 +453,49 @@ def run_stage(index: int, stage: Stage, weights: List[np.ndarray], processor: in
         first_selectable_step = 1
     flags = stage_args(args, index)
     print(f"\nStage {index} of {args.technique}: {stage.title}, state in {flags.train_dir}")
-    trainer = StageTrainer(wrapped, processor, flags, first_selectable_step)
+    calibration = floor = None
+    if stage.name == "qat":
+        data = convert.Data(args, model_settings, processor)
+        calibration, source = convert.representative_fingerprints(args, data)
+        floor = convert.input_floor(calibration, args.input_clip_percentile)
+        if floor is not None:
+            calibration = np.maximum(calibration, floor)
+            print(f"Input range starts at {floor:.2f}: percentile {args.input_clip_percentile:g} "
+                  f"of the fingerprints of {source}, as convert.py calibrates")
+    trainer = StageTrainer(wrapped, processor, flags, first_selectable_step, floor)
     trainer.restore()
+    if calibration is not None and int(trainer.step.numpy()) == 0:
+        calibrate_activation_ranges(wrapped, calibration)
     trainer.run()
     best = tf.train.latest_checkpoint(os.path.join(flags.train_dir, "best"))
     checkpoints.load_weights(wrapped, best)
     print(f"Stage {index}: best model {best}")
     return strip(wrapped, base, stage, model_settings, args), wrapped
+
+
+def calibrate_activation_ranges(wrapped: tf.keras.Model, fingerprints: np.ndarray) -> None:
+    """Sets the activation ranges of a fresh QAT model to their ranges on fingerprints.
+
+    tfmot starts every activation range at [-6, 6] and moves it by an
+    exponential moving average of batch ranges with decay 0.999, so a
+    fine-tuning of a few thousand steps ends far from the data's ranges (a ReLU
+    output keeps a negative half that wastes a bit of int8 resolution). One
+    training-mode pass with the decay at 0 sets them to what post-training
+    quantization would measure on the same clips; the batch-norm statistics
+    the pass moves are put back.
+    """
+    moving = [weight for weight in wrapped.non_trainable_weights
+              if "moving_mean" in weight.name or "moving_variance" in weight.name]
+    saved = [weight.numpy() for weight in moving]
+    moving_average_quantize = quant_ops.MovingAvgQuantize
+
+    def range_of_this_batch(*args, **kwargs):
+        return moving_average_quantize(*args, **{**kwargs, "ema_decay": 0.0})
+
+    with mock.patch.object(quant_ops, "MovingAvgQuantize", range_of_this_batch):
+        wrapped(tf.constant(fingerprints), training=True)
+    for weight, value in zip(moving, saved):
+        weight.assign(value)
 
 
 @dataclasses.dataclass

@@ -560,7 +560,7 @@ def main(args: argparse.Namespace) -> None:
                              args.background_dir, args.jobs, args.speakers, args.engine))
 
 
-def make_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The flags of this script."""
     parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True,
@@ -584,4 +584,4 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    cli.run(main, make_parser())
+    cli.run(main, build_parser())

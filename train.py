@@ -186,10 +186,14 @@ class Trainer:
             prefix = checkpoints.load_weights(self.model, self.args.start_checkpoint)
             print(f"Starting from the weights of {prefix}")
 
+    def model_input(self, fingerprints: tf.Tensor) -> tf.Tensor:
+        """The training fingerprints as the model is fed them (as they are, here)."""
+        return fingerprints
+
     @tf.function
     def train_step(self, fingerprints: tf.Tensor, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            probabilities = self.model(fingerprints, training=True)
+            probabilities = self.model(self.model_input(fingerprints), training=True)
             loss = self.loss(labels, probabilities)
             if self.model.losses:
                 loss += tf.add_n(self.model.losses)
@@ -203,7 +207,8 @@ class Trainer:
         """Recalibrates batch norm, measures validation accuracy, saves the state and the best model."""
         step = int(self.step.numpy())
         calibration = self.processor.training_dataset(self.args.batch_size, start_step=step)
-        recalibrate_batch_norm(self.model, (x for x, _ in calibration.take(RECALIBRATION_BATCHES)))
+        recalibrate_batch_norm(self.model, (self.model_input(x)
+                                            for x, _ in calibration.take(RECALIBRATION_BATCHES)))
         fingerprints, labels = self.processor.fingerprints("validation")
         accuracy, matrix = evaluate(self.model, fingerprints, labels, len(self.processor.words_list))
         print(f"Step {step}: validation accuracy {accuracy:.4f} (N={len(labels)})")

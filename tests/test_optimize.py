@@ -188,6 +188,30 @@ def test_qat_writes_an_int8_model_and_a_plain_checkpoint(optimized, data_dir, tr
     assert int8_tensor_types((tmp_path / "qat_ptq.tflite").read_bytes()) == {"int8"}
 
 
+def test_qat_ranges_start_at_the_data_ranges_and_batch_norm_is_left_alone():
+    model = model_of(TINY_DS_CNN)
+    plan = optimize.plan_stage(model, optimize.Stage("qat"), None)
+    wrapped = optimize.wrap(model, optimize.Stage("qat"), plan, None)
+    moving = {weight.name: weight.numpy() for weight in wrapped.non_trainable_weights
+              if "moving_" in weight.name}
+    fingerprints = np.random.default_rng(0).normal(size=(32, model.input_shape[-1])).astype(np.float32)
+    optimize.calibrate_activation_ranges(wrapped, fingerprints)
+    relu = {weight.name: float(weight.numpy()) for weight in wrapped.non_trainable_weights
+            if weight.name.startswith("quant_re_lu") and "output_m" in weight.name}
+    assert len(relu) == 6, relu  # min and max of the three ReLUs
+    assert all(value == 0.0 for name, value in relu.items() if "_min" in name), relu  # not -6
+    assert all(0.0 < value != 6.0 for name, value in relu.items() if "_max" in name), relu
+    for weight in wrapped.non_trainable_weights:
+        if weight.name in moving:
+            np.testing.assert_array_equal(weight.numpy(), moving[weight.name])
+
+
+def test_qat_clips_the_input_at_the_floor_convert_calibrates_with(optimized, capsys):
+    optimized("qat")
+    assert re.search(r"Input range starts at -?[\d.]+: percentile 1 of the fingerprints of "
+                     r"500 clips of the training partition .*, as convert.py calibrates", capsys.readouterr().out)
+
+
 def test_prune_cluster_keeps_sparsity(optimized):
     kernels = optimized("prune_cluster")
     for kind in ("conv2d", "pointwise", "dense"):
