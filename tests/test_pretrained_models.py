@@ -1,0 +1,77 @@
+"""Pretrained_models/: each model that train_commands.txt (Part 3) packages is there, loads
+with its plain flags, and scores on the real test folder what Pretrained_models/README.md says."""
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+import checkpoints
+import convert
+import input_data
+import models
+import test_tflite
+
+from conftest import ROOT, SHARED
+
+DEV_DIR = SHARED / "data" / "speech_commands_test_v0.02_dev"
+EXPECTED = {"DS_CNN_S", "DS_CNN_M", "CNN_S", "DNN_S", "Basic_LSTM_S", "inception"}
+
+
+def packaging_lines() -> List:
+    """convert.py's parsed flags for each `python convert.py ... Pretrained_models/...` line."""
+    lines = (ROOT / "train_commands.txt").read_text().splitlines()
+    return [convert.build_parser().parse_args(shlex.split(line)[2:]) for line in lines
+            if line.startswith("python convert.py") and "Pretrained_models/" in line]
+
+
+PACKAGED = packaging_lines()
+
+
+def model_name(args) -> str:
+    """DS_CNN_S for --output_file Pretrained_models/DS_CNN/DS_CNN_S/ds_cnn_s_quantized.tflite."""
+    return Path(args.output_file).parent.name
+
+
+def readme_table() -> Dict[str, Tuple[float, float]]:
+    """Model -> (real dev float, real dev int8) from Pretrained_models/README.md."""
+    rows = {}
+    for line in (ROOT / "Pretrained_models" / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) > 3 and re.fullmatch(r"0\.\d{4}", cells[1]) and re.fullmatch(r"0\.\d{4}", cells[2]):
+            rows[cells[0]] = (float(cells[1]), float(cells[2]))
+    return rows
+
+
+IDS = [model_name(args) for args in PACKAGED]
+
+
+def test_every_model_the_issue_names_is_packaged_and_in_the_table():
+    assert set(IDS) == EXPECTED
+    assert set(readme_table()) == EXPECTED
+
+
+@pytest.mark.parametrize("args", PACKAGED, ids=IDS)
+def test_checkpoint_loads_with_the_plain_flags_and_fits_its_tflite(args):
+    settings = input_data.model_settings_from_flags(args)
+    model = models.create_model(settings, args.model_architecture, args.model_size_info)
+    checkpoints.load_weights(model, str(ROOT / args.checkpoint))
+    tflite = test_tflite.TFLiteModel(str(ROOT / args.output_file))
+    assert tflite.input_shape[-1] == settings.fingerprint_size
+    report = json.loads((ROOT / args.report_json).read_text())
+    assert report["report"]["file_bytes"] == (ROOT / args.output_file).stat().st_size
+
+
+@pytest.mark.skipif(not DEV_DIR.is_dir(), reason=f"needs the real test folder {DEV_DIR} (../shared)")
+@pytest.mark.parametrize("args", PACKAGED, ids=IDS)
+def test_int8_accuracy_on_real_speech_is_what_the_readme_states(args):
+    settings = input_data.model_settings_from_flags(args)
+    words = input_data.prepare_words_list(input_data.wanted_words_from_flags(args))
+    clips, labels, _ = input_data.load_evaluation_folder(str(DEV_DIR), words, settings)
+    fingerprints = input_data.Fingerprinter(settings).numpy(clips)
+    scores = test_tflite.TFLiteModel(str(ROOT / args.output_file)).predict(fingerprints)
+    accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
+    assert accuracy == pytest.approx(readme_table()[model_name(args)][1], abs=5e-5)
