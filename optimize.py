@@ -34,15 +34,21 @@ convolution one set of centroids per output channel when every channel uses
 about as many clusters, which keeps the count per channel, as per-channel
 int8 quantization does anyway).
 
-After quantization-aware training, the stripped checkpoint holds the trained
-float weights (sparsity and clusters kept), which convert.py quantizes again
-after training, measuring activation ranges anew. That is close to what QAT
-trained but not the same: tfmot's 8-bit QAT clips activations to the ranges it
-learns and does not fold batch norm into the weights it quantizes. So
-optimize.py also writes <technique>_<validation accuracy>.tflite, the int8
-model converted from the quantization-aware model itself, and prints its
-accuracy; bench/bench_optimize.py compares both with post-training
-quantization of the starting checkpoint on the same clips.
+Quantization-aware training starts from the ranges post-training quantization
+would measure: its activation ranges are set by one pass over the clips
+convert.py calibrates with (the --representative_samples and
+--input_clip_percentile flags are convert.py's), and its input is clipped
+where convert.py clips it. After it, the stripped checkpoint holds the trained
+float weights (sparsity and clusters kept), which convert.py quantizes again,
+measuring activation ranges anew; the model learned on clipped input, so use
+it through convert.py (run with the same data flags), not as a float model.
+That is close to what QAT trained but not the same: tfmot's 8-bit QAT clips
+activations to the ranges it learns and does not fold batch norm into the
+weights it quantizes. So optimize.py also writes
+<technique>_<validation accuracy>.tflite, the int8 model converted from the
+quantization-aware model itself, and prints its accuracy. BENCHMARKS.md
+compares both with post-training quantization of the starting checkpoint on
+the same clips.
 """
 import argparse
 import dataclasses
