@@ -108,8 +108,8 @@ def add_calibration_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--input_clip_percentile", type=float,
                        default=DEFAULT_INPUT_CLIP_PERCENTILE,
                        help="The quantized input's range starts at this percentile of the "
-                            "calibration fingerprints' values instead of their minimum (the "
-                            "log-mel floor of digital silence); 0 keeps the minimum.")
+                            "calibration fingerprints' values above the log-mel floor of "
+                            "digital silence, instead of at that floor; 0 keeps the minimum.")
 
 
 def check_input_clip_percentile(percentile: float) -> None:

@@ -186,6 +186,21 @@ def test_qat_writes_an_int8_model_and_a_plain_checkpoint(optimized, data_dir, tr
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int8_tensor_types((tmp_path / "qat_ptq.tflite").read_bytes()) == {"int8"}
+    # QAT learned on input clipped where convert.py clips it: both int8 inputs start there.
+    qat_floor, qat_step = input_floor_of(written[0].read_bytes())
+    ptq_floor, ptq_step = input_floor_of((tmp_path / "qat_ptq.tflite").read_bytes())
+    assert abs(qat_floor - ptq_floor) <= max(qat_step, ptq_step)
+
+
+def input_floor_of(content):
+    """(lowest value, step) of the int8 quantization of a float-input model's input."""
+    interpreter = Interpreter(model_content=content)
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    model_input = interpreter.get_input_details()[0]["index"]
+    quantize = next(op for op in interpreter._get_ops_details()  # no public op list
+                    if op["op_name"] == "QUANTIZE" and model_input in op["inputs"])
+    scale, zero_point = tensors[quantize["outputs"][0]]["quantization"]
+    return scale * (-128 - zero_point), scale
 
 
 def test_qat_ranges_start_at_the_data_ranges_and_batch_norm_is_left_alone():
