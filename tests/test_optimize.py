@@ -223,8 +223,9 @@ def test_qat_ranges_start_at_the_data_ranges_and_batch_norm_is_left_alone():
 
 def test_qat_clips_the_input_at_the_floor_convert_calibrates_with(optimized, capsys):
     optimized("qat")
+    out = capsys.readouterr().out
     assert re.search(r"Input range starts at -?[\d.]+: percentile 1 of the fingerprints of "
-                     r"500 clips of the training partition .*, as convert.py calibrates", capsys.readouterr().out)
+                     r"500 clips of the training partition .*, as convert.py calibrates", out)
 
 
 def test_prune_cluster_keeps_sparsity(optimized):
