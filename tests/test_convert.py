@@ -251,6 +251,51 @@ def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
     assert limited > limited_inputs(plain)
 
 
+def test_products_of_limited_ranges_are_narrowed(monkeypatch):
+    settings = models.prepare_model_settings(LABELS, 16000, 200, 40, 20, 10)
+    model = tiny_model("basic_lstm", settings)
+    model.set_weights([weight * 20 for weight in model.get_weights()])
+    calibration = fingerprints(16, settings)
+
+    def wider_than_inputs_allow(content):
+        """How many MUL / ADD outputs of two computed tensors have an int8 range wider (by
+        more than two steps) than the int8 ranges of the inputs allow."""
+        from ai_edge_litert import schema_py_generated as schema
+        model = schema.ModelT.InitFromPackedBuf(content, 0)
+        graph = model.subgraphs[0]
+        names = {value: name for name, value in vars(schema.BuiltinOperator).items()}
+
+        def int8_range(index):
+            tensor = graph.tensors[index]
+            if tensor.type != schema.TensorType.INT8 or model.buffers[tensor.buffer].data is not None:
+                return None  # not an int8 tensor, or a constant
+            scale, zero = float(tensor.quantization.scale[0]), int(tensor.quantization.zeroPoint[0])
+            return scale * (-128 - zero), scale * (127 - zero), scale
+
+        count = 0
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            ranges = [int8_range(int(index)) for index in list(op.inputs) + list(op.outputs)]
+            if name not in ("MUL", "ADD") or len(ranges) != 3 or None in ranges:
+                continue
+            (a_low, a_high, _), (b_low, b_high, _), (low, high, step) = ranges
+            if name == "MUL":
+                products = [a * b for a in (a_low, a_high) for b in (b_low, b_high)]
+                bound_low, bound_high = min(products), max(products)
+            else:
+                bound_low, bound_high = a_low + b_low, a_high + b_high
+            count += low < bound_low - 2 * step or high > bound_high + 2 * step
+        return count
+
+    narrowed = convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0)
+    monkeypatch.setattr(convert, "narrow_to_input_ranges", lambda graph, codes: False)
+    plain = convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0)
+    monkeypatch.undo()
+    assert wider_than_inputs_allow(plain) > 0  # the f * c products of the limited cell states
+    assert wider_than_inputs_allow(narrowed) == 0
+
+
 @pytest.mark.parametrize("silent_clips", [5, 30])  # 0.2% and 1.2% of the values
 def test_input_range_clips_digital_silence_only(silent_clips):
     values = fingerprints(50)
