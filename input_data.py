@@ -85,6 +85,9 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reverb_probability", type=cli.fraction, default=0.0,
                        help="Share of training clips convolved with a generated room impulse "
                             "response (exponentially decaying noise, RT60 0.15-0.8 s).")
+    group.add_argument("--eq_db", type=cli.non_negative_float, default=0.0,
+                       help="Microphone and channel colouring: each clip filtered by a smooth "
+                            "random gain curve over log frequency, at most e dB up or down.")
     group.add_argument("--gain_db", type=cli.non_negative_float, default=0.0,
                        help="Random gain of each clip's speech, uniform in [-g, g] dB.")
     group.add_argument("--time_masks", type=int, default=0,
@@ -136,6 +139,7 @@ class Augmentation:
     background_snr_db: Optional[Tuple[float, float]] = None  # None: --background_volume
     reverb_probability: float = 0.0
     gain_db: float = 0.0
+    eq_db: float = 0.0
     time_masks: int = 0
     time_mask_max: int = 0  # frames
     frequency_masks: int = 0
@@ -158,6 +162,7 @@ class Augmentation:
 REVERB_RT60_S = (0.15, 0.8)
 REVERB_DIRECT_TO_REVERBERANT_DB = (-3.0, 15.0)
 REVERB_IR_SECONDS = 0.5
+EQ_LOW_HZ = 50.0  # --eq_db curves are flat below this
 REVERB_BANK_SIZE = 512  # generated responses a run draws from (a function of the seed)
 VALIDATION_UNKNOWN_RATIO = 0.5  # --validation_dir: unknown clips at most this share of keyword clips
 ACTIVE_FRAME_SAMPLES = 400  # 25 ms frames for the speech power of --background_snr_db
@@ -212,6 +217,31 @@ def reverberate(audio: np.ndarray, response_spectra: np.ndarray, size: int) -> n
     peak_out = np.abs(wet).max(axis=1)
     scale = np.where(peak_out > 0, peak_in / np.maximum(peak_out, 1e-12), 0.0)
     return (wet * scale[:, None]).astype(np.float32)
+
+
+def equalizer_gains(count: int, size: int, sample_rate: int, max_db: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """count smooth random gain curves [count, size // 2 + 1] over the rfft bins of size:
+    a spectral tilt plus three cosines over log frequency (from EQ_LOW_HZ), scaled to a
+    peak uniform in [0, max_db] dB."""
+    frequencies = np.fft.rfftfreq(size, 1 / sample_rate)
+    position = np.log(np.maximum(frequencies, EQ_LOW_HZ) / EQ_LOW_HZ) / np.log(
+        sample_rate / 2 / EQ_LOW_HZ)  # 0 at EQ_LOW_HZ and below, 1 at Nyquist
+    orders = np.arange(1, 4)[None, :, None]
+    tilt = rng.uniform(-1, 1, (count, 1)) * (2 * position[None] - 1)
+    ripples = rng.uniform(0, 1, (count, 3, 1)) / orders * np.cos(
+        np.pi * orders * position[None, None] + rng.uniform(0, 2 * np.pi, (count, 3, 1)))
+    curve = tilt + ripples.sum(axis=1)
+    curve *= rng.uniform(0, max_db, (count, 1)) / np.maximum(np.abs(curve).max(axis=1,
+                                                                                keepdims=True), 1e-9)
+    return (10 ** (curve / 20)).astype(np.float32)
+
+
+def equalize(audio: np.ndarray, gains: np.ndarray, size: int) -> np.ndarray:
+    """Clips [b, n] filtered (zero phase) by gain curves [b, size // 2 + 1]; size >= 2n."""
+    import scipy.fft
+    spectra = scipy.fft.rfft(audio, size, workers=-1) * gains
+    return scipy.fft.irfft(spectra, size, workers=-1)[:, :audio.shape[1]].astype(np.float32)
 
 
 def active_power(audio: np.ndarray) -> np.ndarray:
@@ -762,8 +792,8 @@ class AudioProcessor:
         return self._reverb_spectra
 
     def _perturb_speech(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Gain, speed/pitch and reverberation of the clips, as --gain_db, --resample and
-        --reverb_probability say; draws nothing when they are off."""
+        """Gain, speed/pitch, colouring and reverberation of the clips, as --gain_db,
+        --resample, --eq_db and --reverb_probability say; draws nothing when they are off."""
         augmentation = self.augmentation
         batch = len(audio)
         if augmentation.gain_db > 0:
@@ -772,6 +802,10 @@ class AudioProcessor:
         if augmentation.resample > 0:
             factors = rng.uniform(1 - augmentation.resample, 1 + augmentation.resample, batch)
             audio = resample_clips(audio, factors)
+        if augmentation.eq_db > 0:
+            size = 2 * audio.shape[1]
+            audio = equalize(audio, equalizer_gains(batch, size, self.model_settings.sample_rate,
+                                                    augmentation.eq_db, rng), size)
         if augmentation.reverb_probability > 0:
             rows = np.flatnonzero(rng.random(batch) < augmentation.reverb_probability)
             if len(rows):
@@ -849,7 +883,8 @@ class AudioProcessor:
                 self._add_background_at_snr(audio, use_background, volumes, is_silence, rng)
             else:
                 self._add_background(audio, volumes, rng)
-        elif self.augmentation.gain_db > 0 or self.augmentation.reverb_probability > 0:
+        elif (self.augmentation.gain_db > 0 or self.augmentation.eq_db > 0
+              or self.augmentation.reverb_probability > 0):
             np.clip(audio, -1.0, 1.0, out=audio)
         return audio
 

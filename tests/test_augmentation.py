@@ -1,5 +1,5 @@
 """Tests of the augmentations and data-source flags added to input_data.py:
---resample, --background_snr_db, --reverb_probability, --gain_db, SpecAugment
+--resample, --background_snr_db, --reverb_probability, --gain_db, --eq_db, SpecAugment
 masks, --extra_unknown_dirs and --validation_dir."""
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from conftest import SAMPLE_RATE, WANTED, ds_cnn_settings, fake_speakers, make_s
 
 DS_CNN = ds_cnn_settings()
 FULL = input_data.Augmentation(resample=0.15, background_snr_db=(0.0, 20.0), reverb_probability=0.5,
-                               gain_db=6, time_masks=2, time_mask_max=5, frequency_masks=1,
+                               gain_db=6, eq_db=10, time_masks=2, time_mask_max=5, frequency_masks=1,
                                frequency_mask_max=2)
 
 
@@ -51,6 +51,29 @@ def test_reverb_keeps_the_peak_and_adds_a_tail():
     np.testing.assert_allclose(np.abs(out).max(axis=1), 0.5, rtol=1e-4)
     assert np.all(np.abs(out[:, :3990]).max(axis=1) < 1e-4)  # causal
     assert np.all(np.abs(out[:, 4100:6000]).max(axis=1) > 1e-4)  # a tail
+
+
+def test_equalizer_curves_are_smooth_bounded_and_flat_below_50_hz():
+    size = 2 * SAMPLE_RATE
+    gains_db = 20 * np.log10(input_data.equalizer_gains(64, size, SAMPLE_RATE, 10.0,
+                                                        np.random.default_rng(0)))
+    assert gains_db.shape == (64, size // 2 + 1)
+    assert np.abs(gains_db).max() <= 10.0 + 1e-4
+    assert np.abs(gains_db).max(axis=1).max() > 8  # peaks spread over [0, 10] dB
+    frequencies = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
+    low = gains_db[:, frequencies <= input_data.EQ_LOW_HZ]
+    np.testing.assert_allclose(low, low[:, :1].repeat(low.shape[1], axis=1), atol=1e-4)
+    assert np.abs(np.diff(gains_db, axis=1)).max() < 0.5  # no steps between neighbouring bins
+
+
+def test_equalize_filters_each_clip_by_its_gain():
+    size = 2 * SAMPLE_RATE
+    clips = np.stack([tone(500.0), tone(3000.0)])
+    frequencies = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
+    boost_high = np.where(frequencies > 1000, 2.0, 1.0).astype(np.float32)
+    out = input_data.equalize(clips, np.stack([boost_high, boost_high]), size)
+    np.testing.assert_allclose(out[0], clips[0], atol=1e-3)
+    np.testing.assert_allclose(out[1], 2 * clips[1], atol=1e-3)
 
 
 def test_active_power_ignores_the_silent_part():
@@ -169,10 +192,11 @@ def test_flags_build_the_augmentation(data_dir):
                               "yes,no,up", "--window_size_ms", "40", "--window_stride_ms", "20",
                               "--dct_coefficient_count", "10", "--resample", "0.1",
                               "--background_snr_db=-5,15", "--reverb_probability", "0.3",
-                              "--gain_db", "3", "--time_masks", "2", "--time_mask_max", "4"])
+                              "--gain_db", "3", "--eq_db", "12", "--time_masks", "2",
+                              "--time_mask_max", "4"])
     audio = input_data.AudioProcessor.from_flags(args, input_data.model_settings_from_flags(args))
     assert audio.augmentation == input_data.Augmentation(
         resample=0.1, background_snr_db=(-5.0, 15.0), reverb_probability=0.3, gain_db=3,
-        time_masks=2, time_mask_max=4)
+        eq_db=12, time_masks=2, time_mask_max=4)
     with pytest.raises(SystemExit):
         parser.parse_args(["--background_snr_db", "20,5"])
