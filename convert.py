@@ -407,16 +407,13 @@ def limit_saturating_ranges(calibrated: bytes) -> bytes:
             return None
 
         for index, tensor in enumerate(graph.tensors):
-            quantization = tensor.quantization
-            if quantization is None or quantization.min is None or len(quantization.min) != 1:
-                continue
-            limit = limit_of(index)
+            recorded = calibrated_range(tensor)
+            limit = limit_of(index) if recorded is not None else None
             if limit is None:
                 continue
-            low, high = float(quantization.min[0]), float(quantization.max[0])
+            low, high = recorded
             if low < -limit or high > limit:
-                quantization.min = np.array([max(low, -limit)], dtype=np.float32)
-                quantization.max = np.array([min(high, limit)], dtype=np.float32)
+                set_calibrated_range(tensor, max(low, -limit), min(high, limit))
                 changed = True
         changed |= narrow_to_input_ranges(graph, codes)
     if not changed:
@@ -445,12 +442,7 @@ def narrow_to_input_ranges(graph, codes: Sequence[Optional[str]]) -> bool:
              for op in graph.operators if codes[op.opcodeIndex] in FIXED_OUTPUT_RANGES}
 
     def range_of(index: int) -> Optional[Tuple[float, float]]:
-        if index in known:
-            return known[index]
-        quantization = graph.tensors[index].quantization
-        if quantization is None or quantization.min is None or len(quantization.min) != 1:
-            return None
-        return float(quantization.min[0]), float(quantization.max[0])
+        return known[index] if index in known else calibrated_range(graph.tensors[index])
 
     changed = False
     for op in graph.operators:  # in execution order: a narrowed output narrows what follows
@@ -469,11 +461,23 @@ def narrow_to_input_ranges(graph, codes: Sequence[Optional[str]]) -> bool:
             low, high = first[0] + second[0], first[1] + second[1]
         low, high = max(calibrated[0], low), min(calibrated[1], high)
         if (low, high) != calibrated and low < high:
-            quantization = graph.tensors[output].quantization
-            quantization.min = np.array([low], dtype=np.float32)
-            quantization.max = np.array([high], dtype=np.float32)
+            set_calibrated_range(graph.tensors[output], low, high)
             changed = True
     return changed
+
+
+def calibrated_range(tensor) -> Optional[Tuple[float, float]]:
+    """The (min, max) the calibration recorded for an unpacked tensor; None if it has none."""
+    quantization = tensor.quantization
+    if quantization is None or quantization.min is None or len(quantization.min) != 1:
+        return None
+    return float(quantization.min[0]), float(quantization.max[0])
+
+
+def set_calibrated_range(tensor, low: float, high: float) -> None:
+    """Replaces the (min, max) of an unpacked tensor that the quantizer will use."""
+    tensor.quantization.min = np.array([low], dtype=np.float32)
+    tensor.quantization.max = np.array([high], dtype=np.float32)
 
 
 def convert_model(model: tf.keras.Model, mode: str, inference_type: str,

@@ -222,12 +222,17 @@ def test_failing_op_reads_converter_and_interpreter_messages():
         "FULLY_CONNECTED"
 
 
-def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
+def saturated_lstm():
+    """A tiny basic_lstm whose large weights drive the gates and cell state far into
+    saturation, and calibration fingerprints for it."""
     settings = models.prepare_model_settings(LABELS, 16000, 200, 40, 20, 10)
     model = tiny_model("basic_lstm", settings)
-    # Large weights drive the gates and cell state far into saturation.
     model.set_weights([weight * 20 for weight in model.get_weights()])
-    calibration = fingerprints(16, settings)
+    return model, fingerprints(16, settings)
+
+
+def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
+    model, calibration = saturated_lstm()
 
     def limited_inputs(content):
         """How many TANH / LOGISTIC inputs have an int8 range within the limits."""
@@ -252,10 +257,7 @@ def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
 
 
 def test_products_of_limited_ranges_are_narrowed(monkeypatch):
-    settings = models.prepare_model_settings(LABELS, 16000, 200, 40, 20, 10)
-    model = tiny_model("basic_lstm", settings)
-    model.set_weights([weight * 20 for weight in model.get_weights()])
-    calibration = fingerprints(16, settings)
+    model, calibration = saturated_lstm()
 
     def wider_than_inputs_allow(content):
         """How many MUL / ADD outputs of two computed tensors have an int8 range wider (by
