@@ -367,8 +367,7 @@ def limit_saturating_ranges(calibrated: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
 
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
+    names = tflite_report.OP_NAMES
     reader = schema.Model.GetRootAs(calibrated, 0)
     if not any(names.get(max(reader.OperatorCodes(i).BuiltinCode(),
                               reader.OperatorCodes(i).DeprecatedBuiltinCode()))

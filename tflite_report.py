@@ -37,8 +37,8 @@ try:
 except ImportError:  # pragma: no cover  (older installs: the same schema inside TensorFlow)
     from tensorflow.lite.python import schema_py_generated as schema
 
-_OP_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
+OP_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
+            if not name.startswith("_")}
 _TYPE_NAMES = {value: name for name, value in vars(schema.TensorType).items()
                if not name.startswith("_")}
 # Bytes per element of each tensor type (sub-byte types counted as their packed size).
@@ -116,7 +116,7 @@ def _read_graph(content: bytes) -> Tuple[List[Tensor], List[Op], List[int], List
         if builtin == schema.BuiltinOperator.CUSTOM:
             codes.append("CUSTOM:" + (code.CustomCode() or b"?").decode(errors="replace"))
         else:
-            codes.append(_OP_NAMES.get(builtin, f"BUILTIN_{builtin}"))
+            codes.append(OP_NAMES.get(builtin, f"BUILTIN_{builtin}"))
     ops = []
     for o in range(graph.OperatorsLength()):
         op = graph.Operators(o)

@@ -265,7 +265,6 @@ def test_products_of_limited_ranges_are_narrowed(monkeypatch):
         from ai_edge_litert import schema_py_generated as schema
         model = schema.ModelT.InitFromPackedBuf(content, 0)
         graph = model.subgraphs[0]
-        names = {value: name for name, value in vars(schema.BuiltinOperator).items()}
 
         def int8_range(index):
             tensor = graph.tensors[index]
@@ -277,7 +276,7 @@ def test_products_of_limited_ranges_are_narrowed(monkeypatch):
         count = 0
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            name = tflite_report.OP_NAMES[max(code.builtinCode, code.deprecatedBuiltinCode)]
             ranges = [int8_range(int(index)) for index in list(op.inputs) + list(op.outputs)]
             if name not in ("MUL", "ADD") or len(ranges) != 3 or None in ranges:
                 continue
