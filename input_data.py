@@ -206,13 +206,19 @@ def reverb_size(samples: int, sample_rate: int) -> int:
     return scipy.fft.next_fast_len(samples + int(REVERB_IR_SECONDS * sample_rate) - 1, real=True)
 
 
+def filter_clips(audio: np.ndarray, spectra: np.ndarray, size: int) -> np.ndarray:
+    """Clips [b, n] filtered by the rfft spectra [b, size // 2 + 1] of filters, cut to n.
+    size must leave room for the filter's response: n + its length - 1 for a causal one
+    (reverberation), 2n for a zero-phase gain curve (--eq_db)."""
+    import scipy.fft
+    spectra = scipy.fft.rfft(audio, size, workers=-1) * spectra
+    return scipy.fft.irfft(spectra, size, workers=-1)[:, :audio.shape[1]]
+
+
 def reverberate(audio: np.ndarray, response_spectra: np.ndarray, size: int) -> np.ndarray:
     """Clips [b, n] convolved with responses given as rfft spectra [b, size // 2 + 1]
     (size at least n + response length - 1, e.g. reverb_size), cut to n, at the input's peak level."""
-    import scipy.fft
-    samples = audio.shape[1]
-    wet = scipy.fft.irfft(scipy.fft.rfft(audio, size, workers=-1) * response_spectra, size,
-                          workers=-1)[:, :samples]
+    wet = filter_clips(audio, response_spectra, size)
     peak_in = np.abs(audio).max(axis=1)
     peak_out = np.abs(wet).max(axis=1)
     scale = np.where(peak_out > 0, peak_in / np.maximum(peak_out, 1e-12), 0.0)
@@ -235,13 +241,6 @@ def equalizer_gains(count: int, size: int, sample_rate: int, max_db: float,
     curve *= rng.uniform(0, max_db, (count, 1)) / np.maximum(np.abs(curve).max(axis=1,
                                                                                 keepdims=True), 1e-9)
     return (10 ** (curve / 20)).astype(np.float32)
-
-
-def equalize(audio: np.ndarray, gains: np.ndarray, size: int) -> np.ndarray:
-    """Clips [b, n] filtered (zero phase) by gain curves [b, size // 2 + 1]; size >= 2n."""
-    import scipy.fft
-    spectra = scipy.fft.rfft(audio, size, workers=-1) * gains
-    return scipy.fft.irfft(spectra, size, workers=-1)[:, :audio.shape[1]].astype(np.float32)
 
 
 def active_power(audio: np.ndarray) -> np.ndarray:
@@ -804,8 +803,9 @@ class AudioProcessor:
             audio = resample_clips(audio, factors)
         if augmentation.eq_db > 0:
             size = 2 * audio.shape[1]
-            audio = equalize(audio, equalizer_gains(batch, size, self.model_settings.sample_rate,
-                                                    augmentation.eq_db, rng), size)
+            gains = equalizer_gains(batch, size, self.model_settings.sample_rate,
+                                    augmentation.eq_db, rng)
+            audio = filter_clips(audio, gains, size)
         if augmentation.reverb_probability > 0:
             rows = np.flatnonzero(rng.random(batch) < augmentation.reverb_probability)
             if len(rows):
@@ -850,7 +850,7 @@ class AudioProcessor:
 
     def augment(self, clips: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Time shift and background noise, as in TensorFlow's speech_commands example,
-        plus the optional --gain_db, --resample and --reverb_probability.
+        plus the optional --gain_db, --resample, --eq_db and --reverb_probability.
 
         A sample gets noise with probability background_frequency, at a volume
         uniform in [0, background_volume) -- or, with --background_snr_db, at a

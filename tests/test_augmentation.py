@@ -66,12 +66,12 @@ def test_equalizer_curves_are_smooth_bounded_and_flat_below_50_hz():
     assert np.abs(np.diff(gains_db, axis=1)).max() < 0.5  # no steps between neighbouring bins
 
 
-def test_equalize_filters_each_clip_by_its_gain():
+def test_filter_clips_applies_each_clip_its_gain():
     size = 2 * SAMPLE_RATE
     clips = np.stack([tone(500.0), tone(3000.0)])
     frequencies = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
     boost_high = np.where(frequencies > 1000, 2.0, 1.0).astype(np.float32)
-    out = input_data.equalize(clips, np.stack([boost_high, boost_high]), size)
+    out = input_data.filter_clips(clips, np.stack([boost_high, boost_high]), size)
     np.testing.assert_allclose(out[0], clips[0], atol=1e-3)
     np.testing.assert_allclose(out[1], 2 * clips[1], atol=1e-3)
 
