@@ -163,7 +163,8 @@ def describe_mode(mode: str, inference_type: str) -> str:
 
 def _has_word_folders(data_dir: str) -> bool:
     return any(os.path.basename(os.path.dirname(path)) != input_data.BACKGROUND_NOISE_DIR_NAME
-               for path in glob.glob(os.path.join(data_dir, "*", "*.wav")))
+               for folder in input_data.data_dirs_from_flag(data_dir)
+               for path in input_data.word_folder_files(folder))
 
 
 class Data:
@@ -197,8 +198,7 @@ def representative_fingerprints(args: argparse.Namespace, data: Data) -> Tuple[n
         if not os.path.isdir(folder):
             raise UsageError(f"--representative_dir {folder} is not a folder")
         paths = sorted(path for path in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-                       if os.path.isfile(path) and path.lower().endswith(
-                           (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"))
+                       if os.path.isfile(path) and path.lower().endswith(input_data.AUDIO_EXTENSIONS)
                        and input_data.BACKGROUND_NOISE_DIR_NAME not in path.split(os.sep))
         if not paths:
             raise UsageError(f"--representative_dir {folder} holds no audio files")
@@ -214,7 +214,7 @@ def representative_fingerprints(args: argparse.Namespace, data: Data) -> Tuple[n
         test_dir = args.test_dir
         raise UsageError(
             f"full-integer quantization calibrates on representative clips, and --data_dir "
-            f"{args.data_dir} holds no <word>/*.wav folders: pass --data_dir with training data "
+            f"{args.data_dir} holds no <word>/<clip> folders: pass --data_dir with training data "
             f"(Speech Commands, or a set made by synthesize_dataset.py; --data_url '' offline), or "
             f"--representative_dir FOLDER of clips like those the model will hear. The "
             f"evaluation folder --test_dir {test_dir} is not used for calibration unless you "
@@ -247,7 +247,8 @@ def evaluation_set(args: argparse.Namespace, data: Data) -> Optional[Tuple[str, 
     settings = data.model_settings
     if args.test_dir:
         words_list = input_data.prepare_words_list(input_data.wanted_words_from_flags(args))
-        clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings)
+        clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings,
+                                                             cache_dir=args.audio_cache_dir)
         return args.test_dir, input_data.Fingerprinter(settings).numpy(clips), labels
     if not data.usable():
         return None

@@ -9,13 +9,15 @@ the two), several times faster than the per-clip ops.
 """
 import argparse
 import dataclasses
-import glob
 import hashlib
+import json
 import math
 import os
 import re
+import shutil
 import sys
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 import wave
@@ -40,6 +42,8 @@ RANDOM_SEED = 59185
 DEFAULT_DATA_URL = "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 DEFAULT_WANTED_WORDS = "yes,no,up,down,left,right,on,off,stop,go"
 PARTITIONS = ("training", "validation", "testing")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+DEFAULT_AUDIO_CACHE_DIR = os.path.join(tempfile.gettempdir(), "kws_audio_cache")
 
 # Constants of TensorFlow's mfcc op (tensorflow/core/kernels/mfcc.cc).
 MFCC_LOWER_FREQUENCY_LIMIT = 20.0
@@ -54,7 +58,18 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data_url", default=DEFAULT_DATA_URL,
                        help="Location of the speech training data archive; '' uses --data_dir as it is.")
     group.add_argument("--data_dir", default="/tmp/speech_dataset/",
-                       help="Where the speech training data is (or is downloaded to).")
+                       help="Where the speech training data is (or is downloaded to): folders of "
+                            "<word>/<clip> in any of " + " ".join(AUDIO_EXTENSIONS) + ". Several "
+                            "sources as a comma list (e.g. real recordings,synthesized keywords): "
+                            "their word folders are merged, each clip split by the same hash rule; "
+                            "--data_url downloads into the first.")
+    group.add_argument("--background_noise_dir", default=None,
+                       help="A folder of long noise recordings to mix into training clips and "
+                            "silence, in addition to each --data_dir's _background_noise_/.")
+    group.add_argument("--audio_cache_dir", default=DEFAULT_AUDIO_CACHE_DIR,
+                       help="Where clips decoded from compressed formats (.flac .ogg .opus .mp3) "
+                            "are kept, keyed by the file list and the sample rate and length, so "
+                            "that the next run loads them in seconds ('' for no cache).")
     group.add_argument("--test_dir", default=None,
                        help="An evaluation folder in the layout of speech_commands_test_set_v0.02: one "
                             "folder per label, _silence_ and _unknown_ included, every clip labelled by its folder.")
@@ -99,7 +114,7 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--frequency_mask_max", type=int, default=0,
                        help="SpecAugment: widest coefficient mask, in MFCC coefficients.")
     group.add_argument("--extra_unknown_dirs", type=cli.comma_list(str), default=[],
-                       help="Comma-separated folders of <word>/*.wav whose words (other than the "
+                       help="Comma-separated folders of <word>/<clip> whose words (other than the "
                             "wanted ones) are added to _unknown_, split by the same hash rule.")
     group.add_argument("--validation_dir", default=None,
                        help="Select the best model on this folder instead of the validation "
@@ -345,9 +360,7 @@ def read_wav(path: str, sample_rate: int, desired_samples: int) -> np.ndarray:
     read, as librosa.load would) is converted. Raises ValueError naming the
     file when it cannot be read or is empty.
     """
-    audio = _read_pcm16(path, sample_rate)
-    if audio is None:
-        audio = _read_any(path, sample_rate)
+    audio = read_audio(path, sample_rate)
     if audio.size == 0:
         raise ValueError(f"{path}: no audio samples")
     if audio.size < desired_samples:
@@ -355,17 +368,57 @@ def read_wav(path: str, sample_rate: int, desired_samples: int) -> np.ndarray:
     return audio[:desired_samples]
 
 
-def _read_pcm16(path: str, sample_rate: int) -> Optional[np.ndarray]:
-    """Fast path: 16-bit mono PCM WAV at sample_rate, else None."""
+def read_audio(path: str, sample_rate: int) -> np.ndarray:
+    """A whole audio file as int16 mono at sample_rate; ValueError naming the file if unreadable.
+
+    Whatever a malformed file makes a decoder raise (wave's RuntimeError and
+    struct.error, libsndfile errors, EOFError, MemoryError, ...) ends here as
+    ValueError("<path>: <one-line reason>"), never as anything else.
+    """
     try:
-        with wave.open(path, "rb") as wav:
-            if (wav.getsampwidth(), wav.getnchannels(), wav.getframerate()) != (2, 1, sample_rate):
-                return None
-            data = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError):
-        return None
+        audio = _read_pcm16(path, sample_rate)
+        return _read_any(path, sample_rate) if audio is None else audio
+    except Exception as error:  # noqa: BLE001  (the last guard: decoders raise anything on garbage)
+        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: unreadable audio ({_one_line(error)})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """A decoder's exception as one line: libsndfile's message without the path it repeats,
+    else the message, with the exception's type where the message alone says little."""
+    text = getattr(error, "error_string", None)  # soundfile.LibsndfileError
+    if not text and isinstance(error, OSError) and error.strerror:
+        text = error.strerror  # without the file name it repeats
+    if not text:
+        text = str(error)
+        if not isinstance(error, (OSError, ValueError)) or not text:
+            text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return " ".join(text.split())
+
+
+def _read_pcm16(path: str, sample_rate: int) -> Optional[np.ndarray]:
+    """Fast path: 16-bit mono PCM WAV at sample_rate, else None.
+
+    None also for a header the wave module cannot parse (it raises wave.Error,
+    EOFError, RuntimeError, struct.error, ... on garbage): _read_any tries next.
+    ValueError naming the file when it cannot be opened at all.
+    """
+    try:
+        handle = open(path, "rb")
     except OSError as error:
-        raise ValueError(f"{path}: {error}")
+        raise ValueError(f"{path}: {_one_line(error)}") from None
+    with handle:
+        try:
+            with wave.open(handle, "rb") as wav:
+                if (wav.getsampwidth(), wav.getnchannels(), wav.getframerate()) != (2, 1, sample_rate):
+                    return None
+                frames = wav.getnframes()
+                if frames > 1 << 22:  # a header can claim 4 GiB: ask for no more than the file holds
+                    frames = min(frames, os.fstat(handle.fileno()).st_size // 2)
+                data = wav.readframes(frames)
+        except Exception:  # noqa: BLE001  (a malformed header: the slow path decides)
+            return None
     # A truncated file can end in half a sample: keep the whole samples.
     return np.frombuffer(data[:len(data) // 2 * 2], dtype="<i2").astype(np.int16)
 
@@ -374,25 +427,47 @@ def _read_any(path: str, sample_rate: int) -> np.ndarray:
     """Slow path: any format soundfile/audioread read, converted to int16 mono at sample_rate.
 
     These are the two readers librosa.load tries, called directly: importing
-    librosa itself takes seconds.
+    librosa itself takes seconds. soundfile is read in blocks, so a header that
+    claims an absurd length allocates only what the file really decodes to.
     """
     import soundfile
 
+    min_rate = 1000  # below this a header is garbage, and resampling it would expand it 16x or more
     try:
-        audio, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
+        with soundfile.SoundFile(path) as source:
+            file_rate = source.samplerate
+            block = max(1, (1 << 20) // max(1, source.channels))  # at most 4 MiB of float32
+            parts = []
+            while True:
+                data = source.read(block, dtype="float32", always_2d=True)
+                if len(data):
+                    parts.append(data.mean(axis=1))
+                if len(data) < block:
+                    break
+        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     except Exception as sf_error:  # noqa: BLE001  (soundfile raises several types)
         try:
             audio, file_rate = _read_audioread(path)
-        except Exception as error:  # noqa: BLE001  (audioread too)
-            raise ValueError(f"{path}: unreadable audio ({str(sf_error) or repr(error)})")
+        except Exception:  # noqa: BLE001  (audioread too)
+            raise ValueError(f"{path}: unreadable audio ({_one_line(sf_error)})") from None
     if audio.size and file_rate != sample_rate:
-        audio = _resample(audio, int(file_rate), sample_rate)
+        if file_rate < min_rate:
+            raise ValueError(f"{path}: implausible sample rate {file_rate} Hz "
+                             f"(under {min_rate} Hz: a damaged header?)")
+        try:
+            audio = _resample(audio, int(file_rate), sample_rate)
+        except Exception as error:  # noqa: BLE001  (soxr/librosa on absurd rates or sizes)
+            raise ValueError(f"{path}: could not resample from {file_rate} Hz "
+                             f"({_one_line(error)})") from None
+    audio = np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0)  # garbage read as float
     return np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
 
 
 def _read_audioread(path: str) -> Tuple[np.ndarray, int]:
-    """Decodes with audioread (ffmpeg, GStreamer, ... where installed) to float32 mono."""
+    """Decodes with audioread (ffmpeg, GStreamer, ... where installed) to float32 mono.
+
+    Raises whatever the backend raises on a malformed file; _read_any turns it into ValueError.
+    """
     import audioread
 
     with audioread.audio_open(path) as source:  # yields 16-bit little-endian PCM blocks
@@ -413,14 +488,48 @@ def _resample(audio: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarray
     return soxr.resample(audio, file_rate, sample_rate, quality="HQ").astype(np.float32)
 
 
-def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int
-               ) -> Tuple[np.ndarray, List[int], List[str]]:
+def audio_files(folder: str) -> List[str]:
+    """The audio files (every format in AUDIO_EXTENSIONS) directly in folder, sorted."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.lower().endswith(AUDIO_EXTENSIONS) and
+                  os.path.isfile(os.path.join(folder, name)))
+
+
+def word_folder_files(folder: str) -> List[str]:
+    """The audio files of every sub-folder of folder (<folder>/<word>/<clip>), sorted."""
+    if not os.path.isdir(folder):
+        return []
+    words = sorted(entry for entry in os.listdir(folder) if os.path.isdir(os.path.join(folder, entry)))
+    return [path for word in words for path in audio_files(os.path.join(folder, word))]
+
+
+def data_dirs_from_flag(data_dir: str) -> List[str]:
+    """The folders of a --data_dir comma list, in order, each once."""
+    folders = list(dict.fromkeys(part.strip() for part in data_dir.split(",") if part.strip()))
+    if not folders:
+        raise UsageError("--data_dir is empty; expected a folder or a comma list of folders")
+    return folders
+
+
+def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
+               cache_dir: Optional[str] = None) -> Tuple[np.ndarray, List[int], List[str]]:
     """Reads many files in parallel.
 
     Returns the clips as an int16 array [n, desired_samples] for the files that
     could be read, their positions in paths, and one error line per file that
-    could not.
+    could not. With cache_dir, a list holding compressed files is decoded once
+    and kept there (see ClipCache).
     """
+    cache = ClipCache(cache_dir, paths, sample_rate, desired_samples) \
+        if cache_dir and any(not path.lower().endswith(".wav") for path in paths) else None
+    if cache is not None:
+        cached = cache.load()
+        if cached is not None:
+            print(f"Loaded {len(cached[0])} decoded clips from the cache {cache.folder}")
+            return cached
+
     def read(path: str):
         try:
             return read_wav(path, sample_rate, desired_samples)
@@ -434,7 +543,62 @@ def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int
     audio = np.zeros((len(kept), desired_samples), dtype=np.int16)
     for row, i in enumerate(kept):
         audio[row] = results[i]
+    if cache is not None:
+        cache.save(audio, kept, errors)
     return audio, kept, errors
+
+
+class ClipCache:
+    """Decoded clips of one file list on disk: <cache_dir>/<key>/{audio.npy,index.json}.
+
+    The key is a SHA-1 of the sample rate, the clip length and every file's
+    path, size and modification time, so any change to the list or a file
+    decodes again. A cache entry is written to a temporary folder and renamed
+    into place: an interrupted run leaves no half-written entry.
+    """
+
+    def __init__(self, cache_dir: str, paths: Sequence[str], sample_rate: int, desired_samples: int):
+        digest = hashlib.sha1(json.dumps([sample_rate, desired_samples]).encode())
+        for path in paths:
+            try:
+                stat = os.stat(path)
+                digest.update(json.dumps([os.path.abspath(path), stat.st_size,
+                                          stat.st_mtime_ns]).encode())
+            except OSError:
+                digest.update(json.dumps([os.path.abspath(path), None]).encode())
+        self.cache_dir = cache_dir
+        self.folder = os.path.join(cache_dir, digest.hexdigest())
+        self.count = len(paths)
+
+    def load(self) -> Optional[Tuple[np.ndarray, List[int], List[str]]]:
+        """The cached (audio, kept, errors), or None when there is no usable entry."""
+        try:
+            with open(os.path.join(self.folder, "index.json")) as handle:
+                index = json.load(handle)
+            audio = np.load(os.path.join(self.folder, "audio.npy"))
+        except (OSError, ValueError):
+            return None
+        if index.get("count") != self.count or len(audio) != len(index["kept"]):
+            return None
+        return audio, list(index["kept"]), list(index["errors"])
+
+    def save(self, audio: np.ndarray, kept: List[int], errors: List[str]) -> None:
+        """Writes the entry atomically; a cache that cannot be written is only a warning."""
+        try:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            staging = tempfile.mkdtemp(dir=self.cache_dir, prefix=".partial-")
+            np.save(os.path.join(staging, "audio.npy"), audio)
+            with open(os.path.join(staging, "index.json"), "w") as handle:
+                json.dump({"count": self.count, "kept": kept, "errors": errors}, handle)
+            try:
+                os.replace(staging, self.folder)
+            except OSError:  # another run wrote the same entry first
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                print(f"Cached {len(audio)} decoded clips in {self.folder}")
+        except OSError as error:
+            print(f"warning: could not write --audio_cache_dir {self.cache_dir}: {error}",
+                  file=sys.stderr)
 
 
 def report_unreadable(errors: Sequence[str]) -> None:
@@ -536,15 +700,12 @@ def reference_fingerprint(audio: np.ndarray, model_settings: ModelSettings) -> n
     return mfcc.numpy().reshape(-1)
 
 
-def load_background_noise(data_dir: str, sample_rate: int) -> List[np.ndarray]:
-    """The long noise recordings of `_background_noise_/`, as float32 arrays in [-1, 1]."""
-    paths = sorted(glob.glob(os.path.join(data_dir, BACKGROUND_NOISE_DIR_NAME, "*.wav")))
+def load_background_noise(folders: Sequence[str], sample_rate: int) -> List[np.ndarray]:
+    """The long noise recordings in folders (every audio format), as float32 arrays in [-1, 1]."""
     noises = []
-    for path in paths:
+    for path in [path for folder in folders for path in audio_files(folder)]:
         try:
-            audio = _read_pcm16(path, sample_rate)
-            if audio is None:
-                audio = _read_any(path, sample_rate)
+            audio = read_audio(path, sample_rate)
         except ValueError as error:
             report_unreadable([str(error)])
             continue
@@ -569,10 +730,14 @@ class AudioProcessor:
                  time_shift_ms: float = 100, background_frequency: float = 0.8,
                  background_volume: float = 0.1, seed: int = RANDOM_SEED,
                  augmentation: Optional[Augmentation] = None,
-                 extra_unknown_dirs: Sequence[str] = (), validation_dir: Optional[str] = None):
+                 extra_unknown_dirs: Sequence[str] = (), validation_dir: Optional[str] = None,
+                 background_noise_dir: Optional[str] = None,
+                 audio_cache_dir: Optional[str] = None):
         if seed < 0:
             raise UsageError(f"--seed must be 0 or more, got {seed}")
         self.data_dir = data_dir
+        self.data_dirs = data_dirs_from_flag(data_dir)
+        self.audio_cache_dir = audio_cache_dir
         self.model_settings = model_settings
         self.words_list = prepare_words_list(wanted_words)
         self.time_shift_samples = int(time_shift_ms * model_settings.sample_rate / 1000)
@@ -591,10 +756,16 @@ class AudioProcessor:
                                                    testing_percentage, silence_percentage,
                                                    unknown_percentage)
         self._load_audio()
-        self.background_data = load_background_noise(data_dir, model_settings.sample_rate)
+        noise_folders = [os.path.join(folder, BACKGROUND_NOISE_DIR_NAME) for folder in self.data_dirs]
+        if background_noise_dir:
+            if not audio_files(background_noise_dir):
+                raise UsageError(f"--background_noise_dir {background_noise_dir} holds no audio files "
+                                 f"(expected {' '.join(AUDIO_EXTENSIONS)})")
+            noise_folders.append(background_noise_dir)
+        self.background_data = load_background_noise(noise_folders, model_settings.sample_rate)
         if not self.background_data:
-            print(f"No {BACKGROUND_NOISE_DIR_NAME} folder with audio in {data_dir}: "
-                  f"training without background noise")
+            print(f"No {BACKGROUND_NOISE_DIR_NAME} folder with audio in {data_dir} and no "
+                  f"--background_noise_dir: training without background noise")
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         self.validation_dir = validation_dir
         if validation_dir:
@@ -603,12 +774,13 @@ class AudioProcessor:
     @classmethod
     def from_flags(cls, args: argparse.Namespace, model_settings: ModelSettings) -> "AudioProcessor":
         """Builds the processor from the data flags, downloading the data set if needed."""
-        maybe_download_and_extract_dataset(args.data_url, args.data_dir)
+        maybe_download_and_extract_dataset(args.data_url, data_dirs_from_flag(args.data_dir)[0])
         return cls(args.data_dir, wanted_words_from_flags(args), model_settings,
                    args.validation_percentage, args.testing_percentage, args.silence_percentage,
                    args.unknown_percentage, args.time_shift_ms, args.background_frequency,
                    args.background_volume, args.seed, Augmentation.from_flags(args),
-                   getattr(args, "extra_unknown_dirs", ()), getattr(args, "validation_dir", None))
+                   getattr(args, "extra_unknown_dirs", ()), getattr(args, "validation_dir", None),
+                   getattr(args, "background_noise_dir", None), getattr(args, "audio_cache_dir", None))
 
     def _prepare_data_index(self, wanted_words: Sequence[str], validation_percentage: float,
                             testing_percentage: float, silence_percentage: float,
@@ -621,7 +793,10 @@ class AudioProcessor:
         data_index: Dict[str, List[Tuple[str, int]]] = {name: [] for name in PARTITIONS}
         unknown_index: Dict[str, List[Tuple[str, int]]] = {name: [] for name in PARTITIONS}
         all_words = set()
-        for path in sorted(glob.glob(os.path.join(self.data_dir, "*", "*.wav"))):
+        for folder in self.data_dirs:
+            if not os.path.isdir(folder):
+                raise UsageError(f"--data_dir {folder} is not a folder")
+        for path in [path for folder in self.data_dirs for path in word_folder_files(folder)]:
             word = os.path.basename(os.path.dirname(path)).lower()
             if word == BACKGROUND_NOISE_DIR_NAME:
                 continue
@@ -632,11 +807,12 @@ class AudioProcessor:
             else:
                 unknown_index[partition].append((path, UNKNOWN_WORD_INDEX))
         if not all_words:
-            found = sorted(os.listdir(self.data_dir))[:10] if os.path.isdir(self.data_dir) else []
-            raise UsageError(f"no .wav files in word folders of --data_dir {self.data_dir} "
-                             f"(expected <data_dir>/<word>/*.wav; found: {', '.join(found) or 'nothing'})")
+            found = sorted(entry for folder in self.data_dirs for entry in os.listdir(folder))[:10]
+            raise UsageError(f"no audio files in word folders of --data_dir {self.data_dir} "
+                             f"(expected <data_dir>/<word>/<clip> in {' '.join(AUDIO_EXTENSIONS)}; "
+                             f"found: {', '.join(found) or 'nothing'})")
         for folder in self.extra_unknown_dirs:
-            for path in sorted(glob.glob(os.path.join(folder, "*", "*.wav"))):
+            for path in word_folder_files(folder):
                 word = os.path.basename(os.path.dirname(path)).lower()
                 if word in wanted_index or word.startswith("_"):
                     continue  # keywords, _silence_, _unknown_, noise: not unknown-word material
@@ -671,7 +847,8 @@ class AudioProcessor:
         all_errors: List[str] = []
         for partition in PARTITIONS:
             paths = sorted({path for path, _ in self.data_index[partition] if path})
-            clips, kept, errors = load_clips(paths, settings.sample_rate, settings.desired_samples)
+            clips, kept, errors = load_clips(paths, settings.sample_rate, settings.desired_samples,
+                                             self.audio_cache_dir)
             all_errors.extend(errors)
             row_of = {paths[i]: row for row, i in enumerate(kept)}
             row_of[""] = len(kept)
@@ -708,7 +885,7 @@ class AudioProcessor:
     def _load_validation_folder(self, folder: str) -> Tuple[np.ndarray, np.ndarray]:
         """--validation_dir's clips and labels: keywords, unknown (capped), noise silence."""
         clips, labels, _ = load_evaluation_folder(folder, self.words_list, self.model_settings,
-                                                  others_as_unknown=True)
+                                                  others_as_unknown=True, cache_dir=self.audio_cache_dir)
         rng = np.random.default_rng([self.seed, 3 << 20])
         keywords = np.flatnonzero(labels > UNKNOWN_WORD_INDEX)
         unknown = np.flatnonzero(labels == UNKNOWN_WORD_INDEX)
@@ -944,7 +1121,7 @@ class AudioProcessor:
 
 
 def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,
-                           others_as_unknown: bool = False
+                           others_as_unknown: bool = False, cache_dir: Optional[str] = None
                            ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """Reads an evaluation folder: one sub-folder per label, every clip labelled by its folder.
 
@@ -966,12 +1143,13 @@ def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_setti
                          f"({', '.join(unknown_folders)}); the labels are {', '.join(words_list)}")
     paths, labels = [], []
     for folder in folders:
-        for path in sorted(glob.glob(os.path.join(test_dir, folder, "*.wav"))):
+        for path in audio_files(os.path.join(test_dir, folder)):
             paths.append(path)
             labels.append(label_of[folder.lower()])
     if not paths:
-        raise UsageError(f"--test_dir {test_dir} holds no .wav files in label folders "
-                         f"(expected <test_dir>/<label>/*.wav)")
-    clips, kept, errors = load_clips(paths, model_settings.sample_rate, model_settings.desired_samples)
+        raise UsageError(f"--test_dir {test_dir} holds no audio files in label folders "
+                         f"(expected <test_dir>/<label>/<clip> in {' '.join(AUDIO_EXTENSIONS)})")
+    clips, kept, errors = load_clips(paths, model_settings.sample_rate, model_settings.desired_samples,
+                                     cache_dir)
     report_unreadable(errors)
     return clips, np.array([labels[i] for i in kept], dtype=np.int32), [paths[i] for i in kept]

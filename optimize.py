@@ -592,7 +592,8 @@ def evaluation_sets(processor: input_data.AudioProcessor, args: argparse.Namespa
     sets = {"testing": processor.fingerprints("testing")}
     if args.test_dir:
         clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, processor.words_list,
-                                                             model_settings)
+                                                             model_settings,
+                                                             cache_dir=args.audio_cache_dir)
         sets[args.test_dir] = (processor.fingerprinter.numpy(clips), labels)
     return {name: data for name, data in sets.items() if len(data[1])}
 

@@ -430,7 +430,7 @@ def check_background_wav(path: str) -> None:
     try:
         with wave.open(path, "rb") as wav:
             layout = (wav.getframerate(), wav.getsampwidth(), wav.getnchannels())
-    except (wave.Error, EOFError) as error:
+    except (wave.Error, EOFError, RuntimeError, ValueError) as error:  # RuntimeError: Chunk.seek
         raise cli.UsageError(f"{path} is not a PCM WAV file ({error})")
     if layout != (SAMPLE_RATE, 2, 1):
         raise cli.UsageError(f"{path} is {layout[0]} Hz, {8 * layout[1]}-bit, {layout[2]} "

@@ -32,10 +32,21 @@ def evaluation_sets(args: argparse.Namespace, model_settings: models.ModelSettin
     words_list = input_data.prepare_words_list(input_data.wanted_words_from_flags(args))
     fingerprinter = input_data.Fingerprinter(model_settings)
     if args.test_dir:
-        clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, model_settings)
+        clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, model_settings,
+                                                             cache_dir=args.audio_cache_dir)
         return {args.test_dir: (fingerprinter.numpy(clips), labels)}
     processor = input_data.AudioProcessor.from_flags(args, model_settings)
-    return {name: processor.fingerprints(name) for name in ("validation", "testing")}
+    sets = {}
+    for name in ("validation", "testing"):
+        fingerprints, labels = processor.fingerprints(name)
+        if len(labels):
+            sets[name] = (fingerprints, labels)
+        else:
+            print(f"The {name} partition of --data_dir {args.data_dir} is empty: skipped")
+    if not sets:
+        raise cli.UsageError(f"--data_dir {args.data_dir}: the validation and testing partitions are "
+                             f"empty; nothing to evaluate (pass --test_dir, or other percentages)")
+    return sets
 
 
 def report(name: str, labels: np.ndarray, predictions: np.ndarray, words_list) -> dict:

@@ -210,6 +210,10 @@ class Trainer:
         recalibrate_batch_norm(self.model, (self.model_input(x)
                                             for x, _ in calibration.take(RECALIBRATION_BATCHES)))
         fingerprints, labels = self.processor.fingerprints("validation")
+        if not len(labels):  # no model selection: the latest model is the best one
+            self.save_best(0.0)
+            self.manager.save(checkpoint_number=step)
+            return 0.0
         accuracy, matrix = evaluate(self.model, fingerprints, labels, len(self.processor.words_list))
         print(f"Step {step}: validation accuracy {accuracy:.4f} (N={len(labels)})")
         if self.writers:
@@ -262,17 +266,25 @@ class Trainer:
             self.validate()
 
     def test(self) -> None:
-        """Test accuracy and confusion matrix of the best model."""
+        """Test accuracy and confusion matrix of the best model: the testing partition, and
+        the --test_dir folder when given."""
         best = tf.train.latest_checkpoint(os.path.join(self.args.train_dir, "best"))
         if best:
             checkpoints.load_weights(self.model, best)
-        fingerprints, labels = self.processor.fingerprints("testing")
-        if not len(labels):
-            print("The testing partition is empty: no test accuracy")
-            return
-        accuracy, matrix = evaluate(self.model, fingerprints, labels, len(self.processor.words_list))
-        print(f"Final test accuracy = {accuracy:.4f} (N={len(labels)}) of {best}")
-        print(format_confusion_matrix(matrix, self.processor.words_list))
+        words_list = self.processor.words_list
+        sets = {"test": self.processor.fingerprints("testing")}
+        if self.args.test_dir:
+            clips, labels, _ = input_data.load_evaluation_folder(
+                self.args.test_dir, words_list, self.processor.model_settings,
+                cache_dir=self.args.audio_cache_dir)
+            sets[f"--test_dir {self.args.test_dir}"] = (self.processor.fingerprinter.numpy(clips), labels)
+        for name, (fingerprints, labels) in sets.items():
+            if not len(labels):
+                print("The testing partition is empty: no test accuracy")
+                continue
+            accuracy, matrix = evaluate(self.model, fingerprints, labels, len(words_list))
+            print(f"Final {name} accuracy = {accuracy:.4f} (N={len(labels)}) of {best}")
+            print(format_confusion_matrix(matrix, words_list))
 
 
 def main(args: argparse.Namespace) -> None:
@@ -284,6 +296,8 @@ def main(args: argparse.Namespace) -> None:
     processor = input_data.AudioProcessor.from_flags(args, model_settings)
     print("Samples per partition: " + ", ".join(
         f"{name} {processor.set_size(name)}" for name in input_data.PARTITIONS))
+    if not len(processor.fingerprints("validation")[1]):
+        print("The validation partition is empty: no model selection, the last model is kept as best")
     trainer = Trainer(model, processor, args)
     trainer.restore()
     trainer.run()

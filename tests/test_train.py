@@ -17,7 +17,8 @@ import train
 
 import tensorflow as tf
 
-from conftest import ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO
+from conftest import (ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, fake_speakers,
+                      make_speech_commands)
 
 TINY_DS_CNN = ["--model_architecture", "ds_cnn", "--model_size_info",
                "2", "8", "10", "4", "2", "2", "8", "3", "3", "1", "1",
@@ -79,6 +80,22 @@ def test_one_phase_run_trains_saves_best_and_reports_test(speech_commands_dir, t
     best = list((tmp_path / "train" / "best").glob("ds_cnn_*.ckpt.index"))
     assert len(best) == 1
     assert list((tmp_path / "logs" / "train").iterdir()), "TensorBoard summaries written"
+
+
+def test_empty_validation_and_testing_partitions_train_and_report_test_dir(tmp_path):
+    data = make_speech_commands(tmp_path / "data", speakers=fake_speakers((4, 0, 0)))
+    evaluation = make_speech_commands(tmp_path / "eval", unknown_words=(), background=False,
+                                      speakers=fake_speakers((1, 0, 0)))
+    result = run_script("train.py", *TINY_DS_CNN, *data_flags(data), "--test_dir", evaluation,
+                        "--train_dir", tmp_path / "train", "--summaries_dir", "",
+                        "--how_many_training_steps", "20", "--learning_rate", "0.001",
+                        "--batch_size", "8", "--eval_step_interval", "10", "--validation_percentage", "0")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "The validation partition is empty: no model selection" in out
+    assert "The testing partition is empty: no test accuracy" in out
+    assert re.search(rf"Final --test_dir {re.escape(str(evaluation))} accuracy = [0-9.]+ \(N=", out)
+    assert len(list((tmp_path / "train" / "best").glob("ds_cnn_*.ckpt.index"))) == 1
 
 
 def test_killed_run_resumes_from_its_last_saved_step(speech_commands_dir, tmp_path):
