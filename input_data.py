@@ -519,17 +519,44 @@ def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
 
     Returns the clips as an int16 array [n, desired_samples] for the files that
     could be read, their positions in paths, and one error line per file that
-    could not. With cache_dir, a list holding compressed files is decoded once
-    and kept there (see ClipCache).
+    could not. With cache_dir, every folder holding compressed files is decoded
+    whole, once, and kept there (see ClipCache), so that any selection of its
+    files (another seed, --unknown_percentage, partition) loads from the cache.
     """
-    cache = ClipCache(cache_dir, paths, sample_rate, desired_samples) \
-        if cache_dir and any(not path.lower().endswith(".wav") for path in paths) else None
-    if cache is not None:
-        cached = cache.load()
-        if cached is not None:
-            print(f"Loaded {len(cached[0])} decoded clips from the cache {cache.folder}")
-            return cached
+    if not cache_dir or all(path.lower().endswith(".wav") for path in paths):
+        return _decode_clips(paths, sample_rate, desired_samples)
+    clip_of: Dict[str, np.ndarray] = {}
+    error_of: Dict[str, str] = {}
+    folders = sorted({os.path.dirname(path) for path in paths})
+    cached_count = decoded_count = 0
+    for folder in folders:
+        members = sorted(set(audio_files(folder)) | {p for p in paths if os.path.dirname(p) == folder})
+        cache = ClipCache(cache_dir, members, sample_rate, desired_samples)
+        entry = cache.load()
+        if entry is None:
+            entry = _decode_clips(members, sample_rate, desired_samples)
+            cache.save(*entry)
+            decoded_count += len(members)
+        else:
+            cached_count += len(members)
+        audio, kept, errors = entry
+        clip_of.update((members[i], audio[row]) for row, i in enumerate(kept))
+        failed = sorted(set(range(len(members))) - set(kept))
+        error_of.update((members[i], error) for i, error in zip(failed, errors))
+    if cached_count:
+        print(f"Loaded {cached_count} decoded clips of {len(folders)} folders from the cache {cache_dir}")
+    if decoded_count:
+        print(f"Decoded {decoded_count} clips and kept them in the cache {cache_dir}")
+    kept = [i for i, path in enumerate(paths) if path in clip_of]
+    audio = np.zeros((len(kept), desired_samples), dtype=np.int16)
+    for row, i in enumerate(kept):
+        audio[row] = clip_of[paths[i]]
+    return audio, kept, [error_of[path] for path in paths if path not in clip_of]
 
+
+def _decode_clips(paths: Sequence[str], sample_rate: int, desired_samples: int
+                  ) -> Tuple[np.ndarray, List[int], List[str]]:
+    """load_clips without a cache: (clips, positions of the readable files, error lines)."""
     def read(path: str):
         try:
             return read_wav(path, sample_rate, desired_samples)
@@ -543,13 +570,11 @@ def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
     audio = np.zeros((len(kept), desired_samples), dtype=np.int16)
     for row, i in enumerate(kept):
         audio[row] = results[i]
-    if cache is not None:
-        cache.save(audio, kept, errors)
     return audio, kept, errors
 
 
 class ClipCache:
-    """Decoded clips of one file list on disk: <cache_dir>/<key>/{audio.npy,index.json}.
+    """Decoded clips of one file list (a folder's) on disk: <cache_dir>/<key>/{audio.npy,index.json}.
 
     The key is a SHA-1 of the sample rate, the clip length and every file's
     path, size and modification time, so any change to the list or a file
@@ -594,8 +619,6 @@ class ClipCache:
                 os.replace(staging, self.folder)
             except OSError:  # another run wrote the same entry first
                 shutil.rmtree(staging, ignore_errors=True)
-            else:
-                print(f"Cached {len(audio)} decoded clips in {self.folder}")
         except OSError as error:
             print(f"warning: could not write --audio_cache_dir {self.cache_dir}: {error}",
                   file=sys.stderr)

@@ -41,7 +41,7 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 ARM_CHECKPOINT = os.path.join(SHARED, "reference", "arm_pretrained", "DS_CNN", "DS_CNN_S", "ckpt")
 DEV_DIR = os.path.join(SHARED, "data", "speech_commands_test_v0.02_dev")
 NOISE_DIR = os.path.join(SHARED, "data", "_background_noise_")
-UNKNOWN_DIR = os.path.join(SHARED, "data", "unknown_words_v0.01")
+UNKNOWN_DIR = os.path.join(SHARED, "data", "speech_commands_v0.01_train")  # its non-keyword words
 KEYWORDS = "yes,no,up,down,left,right,on,off,stop,go"
 DS_CNN_S_FLAGS = ["--model_architecture", "ds_cnn", "--model_size_info",
                   "5", "64", "10", "4", "2", "2", "64", "3", "3", "1", "1", "64", "3", "3", "1", "1",
@@ -72,6 +72,8 @@ def prepare_data(work_dir: str, clips_per_word: int, seed: int) -> str:
                     "--words", KEYWORDS, "--clips_per_word", str(clips_per_word), "--seed", str(seed),
                     "--background_dir", NOISE_DIR], check=True)
     for word in sorted(os.listdir(UNKNOWN_DIR)):
+        if word in KEYWORDS.split(",") or not os.path.isdir(os.path.join(UNKNOWN_DIR, word)):
+            continue
         link = os.path.join(data_dir, word)
         if not os.path.exists(link):
             os.symlink(os.path.join(UNKNOWN_DIR, word), link)

@@ -134,7 +134,8 @@ def main() -> None:
     parser.add_argument("--work_dir", default="/tmp/bench_synthetic_transfer")
     parser.add_argument("--dev_dir", default=os.path.join(SHARED, "speech_commands_test_v0.02_dev"))
     parser.add_argument("--validation_dir", default=os.path.join(SHARED, "sample_v0.01"))
-    parser.add_argument("--unknown_dir", default=os.path.join(SHARED, "unknown_words_v0.01"))
+    parser.add_argument("--unknown_dir", default=os.path.join(SHARED, "speech_commands_v0.01_train"),
+                        help="real clips whose non-keyword words join _unknown_")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=59185)

@@ -64,15 +64,18 @@ def test_decoded_clips_are_cached_and_a_changed_file_decodes_again(tmp_path, cap
     recode(data, ".flac")
     cache = tmp_path / "cache"
     first = processor(data, audio_cache_dir=str(cache))
-    assert "Cached" in capsys.readouterr().out
+    assert "Decoded" in capsys.readouterr().out
     second = processor(data, audio_cache_dir=str(cache))
-    assert "from the cache" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "from the cache" in out and "Decoded" not in out
     for partition in input_data.PARTITIONS:
         np.testing.assert_array_equal(first.audio[partition], second.audio[partition])
+    processor(data, audio_cache_dir=str(cache), unknown_percentage=50, seed=3)
+    assert "Decoded" not in capsys.readouterr().out, "another selection of the same folders is cached"
     changed = sorted(data.glob("yes/*.flac"))[0]
     soundfile.write(changed, np.zeros(SAMPLE_RATE, dtype=np.int16), SAMPLE_RATE, format="FLAC")
     processor(data, audio_cache_dir=str(cache))
-    assert "Cached" in capsys.readouterr().out, "a changed file makes a new cache entry"
+    assert "Decoded 24 clips" in capsys.readouterr().out, "only the changed file's folder decodes again"
     assert not list(cache.glob(".partial-*")), "no half-written entries are left"
 
 
