@@ -408,12 +408,12 @@ def test_unreadable_files_are_reported_and_skipped(tmp_path, capsys):
     assert audio.fingerprints("training")[0].shape[0] == audio.set_size("training")
 
 
-def test_data_dir_without_wavs(tmp_path):
+def test_data_dir_without_audio(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no audio")
-    with pytest.raises(UsageError, match="notes"):
+    with pytest.raises(UsageError, match="no audio files in word folders .* found: notes"):
         processor(tmp_path)
-    with pytest.raises(UsageError, match="nothing"):
+    with pytest.raises(UsageError, match="absent is not a folder"):
         processor(tmp_path / "absent")
 
 

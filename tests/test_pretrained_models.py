@@ -1,5 +1,5 @@
-"""Pretrained_models/: each model that train_commands.txt (Part 3) packages is there, loads
-with its plain flags, and scores on the real test folder what Pretrained_models/README.md says."""
+"""Pretrained_models/: each model that train_commands.txt packages is there, loads with its
+plain flags, and scores on the real test folder what Pretrained_models/README.md says."""
 import json
 import re
 import shlex
@@ -18,7 +18,8 @@ import test_tflite
 from conftest import ROOT, SHARED
 
 DEV_DIR = SHARED / "data" / "speech_commands_test_v0.02_dev"
-EXPECTED = {"DS_CNN_S", "DS_CNN_M", "CNN_S", "DNN_S", "Basic_LSTM_S", "inception"}
+EXPECTED = {"DS_CNN/DS_CNN_S", "DS_CNN/DS_CNN_M", "CNN/CNN_S", "DNN/DNN_S", "Basic_LSTM/Basic_LSTM_S",
+            "30K/inception", "synthetic_only/DS_CNN_S"}
 
 
 def packaging_lines() -> List:
@@ -32,17 +33,17 @@ PACKAGED = packaging_lines()
 
 
 def model_name(args) -> str:
-    """DS_CNN_S for --output_file Pretrained_models/DS_CNN/DS_CNN_S/ds_cnn_s_quantized.tflite."""
-    return Path(args.output_file).parent.name
+    """DS_CNN/DS_CNN_S for --output_file Pretrained_models/DS_CNN/DS_CNN_S/ds_cnn_s_quantized.tflite."""
+    return Path(args.output_file).parent.relative_to("Pretrained_models").as_posix()
 
 
 def readme_table() -> Dict[str, Tuple[float, float]]:
-    """Model -> (real dev float, real dev int8) from Pretrained_models/README.md."""
+    """Model folder -> (real dev float, real dev int8) from Pretrained_models/README.md's table."""
     rows = {}
     for line in (ROOT / "Pretrained_models" / "README.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if len(cells) > 3 and re.fullmatch(r"0\.\d{4}", cells[1]) and re.fullmatch(r"0\.\d{4}", cells[2]):
-            rows[cells[0]] = (float(cells[1]), float(cells[2]))
+            rows[cells[0].strip("`")] = (float(cells[1]), float(cells[2]))
     return rows
 
 
