@@ -600,7 +600,7 @@ class ClipCache:
         try:
             with open(os.path.join(self.folder, "index.json")) as handle:
                 index = json.load(handle)
-            audio = np.load(os.path.join(self.folder, "audio.npy"))
+            audio = np.load(os.path.join(self.folder, "audio.npy"), mmap_mode="r")  # rows read on use
         except (OSError, ValueError):
             return None
         if index.get("count") != self.count or len(audio) != len(index["kept"]):
