@@ -44,6 +44,7 @@ DEFAULT_WANTED_WORDS = "yes,no,up,down,left,right,on,off,stop,go"
 PARTITIONS = ("training", "validation", "testing")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 DEFAULT_AUDIO_CACHE_DIR = os.path.join(tempfile.gettempdir(), "kws_audio_cache")
+MIN_FILE_SAMPLE_RATE = 1000  # below this a header is garbage, and resampling would expand it 16x+
 
 # Constants of TensorFlow's mfcc op (tensorflow/core/kernels/mfcc.cc).
 MFCC_LOWER_FREQUENCY_LIMIT = 20.0
@@ -432,7 +433,6 @@ def _read_any(path: str, sample_rate: int) -> np.ndarray:
     """
     import soundfile
 
-    min_rate = 1000  # below this a header is garbage, and resampling it would expand it 16x or more
     try:
         with soundfile.SoundFile(path) as source:
             file_rate = source.samplerate
@@ -451,9 +451,9 @@ def _read_any(path: str, sample_rate: int) -> np.ndarray:
         except Exception:  # noqa: BLE001  (audioread too)
             raise ValueError(f"{path}: unreadable audio ({_one_line(sf_error)})") from None
     if audio.size and file_rate != sample_rate:
-        if file_rate < min_rate:
+        if file_rate < MIN_FILE_SAMPLE_RATE:
             raise ValueError(f"{path}: implausible sample rate {file_rate} Hz "
-                             f"(under {min_rate} Hz: a damaged header?)")
+                             f"(under {MIN_FILE_SAMPLE_RATE} Hz: a damaged header?)")
         try:
             audio = _resample(audio, int(file_rate), sample_rate)
         except Exception as error:  # noqa: BLE001  (soxr/librosa on absurd rates or sizes)
