@@ -527,10 +527,12 @@ def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
         return _decode_clips(paths, sample_rate, desired_samples)
     clip_of: Dict[str, np.ndarray] = {}
     error_of: Dict[str, str] = {}
-    folders = sorted({os.path.dirname(path) for path in paths})
+    paths_of: Dict[str, set] = {}
+    for path in paths:
+        paths_of.setdefault(os.path.dirname(path), set()).add(path)
     cached_count = decoded_count = 0
-    for folder in folders:
-        members = sorted(set(audio_files(folder)) | {p for p in paths if os.path.dirname(p) == folder})
+    for folder in sorted(paths_of):
+        members = sorted(set(audio_files(folder)) | paths_of[folder])
         cache = ClipCache(cache_dir, members, sample_rate, desired_samples)
         entry = cache.load()
         if entry is None:
@@ -544,7 +546,7 @@ def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
         failed = sorted(set(range(len(members))) - set(kept))
         error_of.update((members[i], error) for i, error in zip(failed, errors))
     if cached_count:
-        print(f"Loaded {cached_count} decoded clips of {len(folders)} folders from the cache {cache_dir}")
+        print(f"Loaded {cached_count} decoded clips of {len(paths_of)} folders from the cache {cache_dir}")
     if decoded_count:
         print(f"Decoded {decoded_count} clips and kept them in the cache {cache_dir}")
     kept = [i for i, path in enumerate(paths) if path in clip_of]
