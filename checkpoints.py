@@ -5,6 +5,7 @@ format of Arm's published models and of our best checkpoints) and the
 training state that train.py keeps (`tf.train.Checkpoint` with the model
 under `model/`). A folder means the newest checkpoint in it.
 """
+import argparse
 import glob
 import os
 import re
@@ -17,6 +18,13 @@ tf = cli.import_tensorflow()
 from cli import UsageError
 
 _ATTRIBUTE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def add_checkpoint_flag(parser: argparse.ArgumentParser, help_text: str,
+                        required: bool = True) -> None:
+    """--checkpoint: a prefix, its .index file or a folder (resolve_checkpoint)."""
+    parser.add_argument("--checkpoint", required=required, default=None,
+                        help=f"{help_text}: a checkpoint prefix, its .index file, or a folder.")
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -78,7 +86,7 @@ def load_weights(model: tf.keras.Model, checkpoint: str) -> str:
         status.expect_partial()  # optimizer slots are not needed for inference
         status.assert_existing_objects_matched()
     except (ValueError, tf.errors.InvalidArgumentError) as error:
-        raise UsageError(f"{problem}: {_first_line(error)}")
+        raise UsageError(f"{problem}: {_mismatch_line(error)}")
     except AssertionError as error:
         raise UsageError(f"{problem}: the checkpoint lacks {_unmatched(error)}")
     weight_keys = _model_weight_keys(shapes)
@@ -88,7 +96,8 @@ def load_weights(model: tf.keras.Model, checkpoint: str) -> str:
     return prefix
 
 
-def _first_line(error: Exception) -> str:
+def _mismatch_line(error: Exception) -> str:
+    """The line of a restore error that names the shapes, else its first line."""
     text = str(error).strip().splitlines()
     line = next((line for line in text if "shape" in line), text[0] if text else repr(error))
     return re.sub(r"\s+", " ", line)[:300]
@@ -96,7 +105,7 @@ def _first_line(error: Exception) -> str:
 
 def _unmatched(error: AssertionError) -> str:
     names = re.findall(r"name='?([\w/:.-]+)", str(error))
-    return ", ".join(names[:5]) or _first_line(error)
+    return ", ".join(names[:5]) or _mismatch_line(error)
 
 
 def save_weights_atomically(model: tf.keras.Model, prefix: str) -> None:
@@ -111,3 +120,14 @@ def save_weights_atomically(model: tf.keras.Model, prefix: str) -> None:
     name = os.path.basename(prefix)
     state = f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n'
     cli.write_atomically(os.path.join(folder, "checkpoint"), state.encode())
+
+
+def best_checkpoint_prefix(train_dir: str, architecture: str, accuracy: float) -> str:
+    """Where train.py keeps the best model: <train_dir>/best/<architecture>_<accuracy>.ckpt."""
+    return os.path.join(train_dir, "best", f"{architecture}_{accuracy:.4f}.ckpt")
+
+
+def remove_checkpoint(prefix: str) -> None:
+    """Deletes the files of a checkpoint prefix."""
+    for path in glob.glob(prefix + ".index") + glob.glob(prefix + ".data-*"):
+        os.remove(path)

@@ -6,13 +6,33 @@ never have to set it themselves. Modules get TensorFlow through
 import_tensorflow(), which keeps its C++ start-up chatter off the terminal.
 """
 import argparse
+import contextlib
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _QUIET_TENSORFLOW = os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1")
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hides what C++ libraries print to stderr (TensorFlow's and the TFLite interpreter's
+    start-up lines) unless TF_CPP_MIN_LOG_LEVEL is 0 or 1. Python exceptions are not affected."""
+    if not _QUIET_TENSORFLOW:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
 
 def import_tensorflow():
@@ -20,26 +40,23 @@ def import_tensorflow():
 
     TensorFlow 2.21 prints informational lines to stderr while it loads and
     probes for GPUs, whatever TF_CPP_MIN_LOG_LEVEL says; they are hidden
-    unless the user sets TF_CPP_MIN_LOG_LEVEL to 0 or 1, so that an error of
-    ours is the only line a user sees. Python exceptions are not affected.
+    (quiet_stderr), so that an error of ours is the only line a user sees.
     """
-    if "tensorflow" in sys.modules or not _QUIET_TENSORFLOW:
+    if "tensorflow" in sys.modules:
         import tensorflow
         return tensorflow
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with quiet_stderr():
         import tensorflow
         tensorflow.config.list_physical_devices()
         tensorflow.constant(0.0).numpy()
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (at most 300 characters)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else error.__class__.__name__
 
 
 class UsageError(Exception):

@@ -15,16 +15,12 @@ convolutions here: the same weights and arithmetic, but TFLite gets a plain
 CONV_2D instead of FULLY_CONNECTED wrapped in dynamic-batch reshapes. The 30k
 configurations train without dropout, so no Dropout layers are added.
 """
-from __future__ import annotations
-
-import numbers
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+import math
+from typing import Sequence, Tuple
 
 import cli
 from cli import UsageError
-
-if TYPE_CHECKING:  # models.py registers these builders, so it cannot be imported here
-    from models import ModelSettings
+from features import ModelSettings
 
 tf = cli.import_tensorflow()
 
@@ -45,15 +41,40 @@ XCEPTION_LAYOUT = ("n2, n3, n4, first_kernel, first_filters, (kernel, filters) x
                    "stride1, stride2, stride3, stride4, dense_units")
 
 
-def _parse(architecture: str, layout: str, model_size_info: Sequence[int],
-           length_ok: Callable[[int], bool]) -> List[int]:
-    """Returns the size list as ints, or raises UsageError naming the expected layout."""
-    info = list(model_size_info)
-    if (not info or not all(isinstance(value, numbers.Integral) and value > 0 for value in info)
-            or not length_ok(len(info))):
-        raise UsageError(f"{architecture} needs --model_size_info of positive integers "
-                         f"{layout}; got {','.join(map(str, info)) or 'nothing'}")
-    return [int(value) for value in info]
+def _blocks(count: int, head: int, per_block: int) -> int:
+    """The length of a layout of head integers then whole blocks of per_block, nearest to count."""
+    return head + per_block * max(0, math.ceil((count - head) / per_block))
+
+
+def svdf_length(info: Sequence[int]) -> int:
+    return 3 * max(1, (len(info) + 1) // 3) - 1
+
+
+def svdf_resnet_length(info: Sequence[int]) -> int:
+    return 7 + 2 * sum(info[:3]) if len(info) >= 3 else 7
+
+
+def tc_resnet_length(info: Sequence[int]) -> int:
+    return max(2, len(info))
+
+
+def mobilenet_length(info: Sequence[int]) -> int:
+    return max(3, _blocks(len(info), 0, 3))
+
+
+def mobilenet_v2_length(info: Sequence[int]) -> int:
+    return _blocks(len(info), 3, 4)
+
+
+inception_length = mobilenet_v2_length
+
+
+def inception_resnet_length(info: Sequence[int]) -> int:
+    return _blocks(len(info), 3, 6)
+
+
+def xception_length(info: Sequence[int]) -> int:
+    return 10 + 2 * sum(info[:3]) if len(info) >= 3 else 10
 
 
 def _check_frames(net: tf.Tensor, needed: int, architecture: str) -> None:
@@ -129,8 +150,8 @@ def create_svdf_model(model_settings: ModelSettings,
     axis shrinks by memory_size - 1 per layer; the remaining frames are
     flattened into the classifier.
     """
-    architecture, layout = "svdf", SVDF_LAYOUT
-    info = _parse(architecture, layout, model_size_info, lambda n: n % 3 == 2)
+    architecture = "svdf"
+    info = list(model_size_info)
     layers = (len(info) + 1) // 3
     memory_sizes, units1, units2 = info[:layers], info[layers:2 * layers], info[2 * layers:]
     fingerprint, net = _input(model_settings)
@@ -154,9 +175,8 @@ def create_svdf_resnet_model(model_settings: ModelSettings,
     of a block, which is linear; each block adds a 1x1 + batch norm shortcut,
     then relu and pooling. The end is average pooling over time.
     """
-    architecture, layout = "svdf_resnet", SVDF_RESNET_LAYOUT
-    info = _parse(architecture, layout, model_size_info,
-                  lambda n: n >= 7 and n == 7 + 2 * sum(model_size_info[:3]))
+    architecture = "svdf_resnet"
+    info = list(model_size_info)
     counts, pairs = info[:3], info[3:-4]
     pools, dense_units = info[-4:-1], info[-1]
     fingerprint, net = _input(model_settings)
@@ -191,8 +211,7 @@ def create_tc_resnet_model(model_settings: ModelSettings,
     classifier of kws_streaming is the equivalent Dense after global average
     pooling.
     """
-    architecture, layout = "tc_resnet", TC_RESNET_LAYOUT
-    info = _parse(architecture, layout, model_size_info, lambda n: n >= 2)
+    info = list(model_size_info)
     kernel, channels = info[0], info[1:]
 
     def conv_bn(net: tf.Tensor, filters: int, kernel_size: int, strides: int) -> tf.Tensor:
@@ -230,8 +249,8 @@ def create_mobilenet_model(model_settings: ModelSettings,
     Convolutions have no bias and are followed by batch norm with scale and
     relu6.
     """
-    architecture, layout = "mobilenet", MOBILENET_LAYOUT
-    info = _parse(architecture, layout, model_size_info, lambda n: n >= 3 and n % 3 == 0)
+    architecture = "mobilenet"
+    info = list(model_size_info)
     fingerprint, net = _input(model_settings)
     _check_frames(net, info[1], architecture)
     net = tf.keras.layers.Conv2D(info[0], (info[1], 1), strides=(info[2], 1), use_bias=False)(net)
@@ -265,8 +284,8 @@ def create_mobilenet_v2_model(model_settings: ModelSettings,
     and channels are unchanged. Batch norm has no scale (kws_streaming's
     bn_scale 0) except after the linear projection; activations are relu6.
     """
-    architecture, layout = "mobilenet_v2", MOBILENET_V2_LAYOUT
-    info = _parse(architecture, layout, model_size_info, lambda n: n >= 3 and n % 4 == 3)
+    architecture = "mobilenet_v2"
+    info = list(model_size_info)
     fingerprint, net = _input(model_settings)
     _check_frames(net, info[1], architecture)
     net = tf.keras.layers.Conv2D(info[0], (info[1], 1), strides=(info[2], 1), use_bias=False)(net)
@@ -304,8 +323,8 @@ def create_inception_model(model_settings: ModelSettings,
     block. Convolutions have no bias; batch norm has no scale (the 30k flags'
     bn_scale 0); activations are relu.
     """
-    architecture, layout = "inception", INCEPTION_LAYOUT
-    info = _parse(architecture, layout, model_size_info, lambda n: n >= 3 and n % 4 == 3)
+    architecture = "inception"
+    info = list(model_size_info)
     fingerprint, net = _input(model_settings)
     _check_frames(net, info[1], architecture)
     net = _conv_bn(net, info[0], info[1], scale=False, padding="valid")
@@ -340,8 +359,8 @@ def create_inception_resnet_model(model_settings: ModelSettings,
     layer (kws_streaming uses a Lambda). Convolutions have no other bias; batch
     norm has scale (the 30k flags' bn_scale 1).
     """
-    architecture, layout = "inception_resnet", INCEPTION_RESNET_LAYOUT
-    info = _parse(architecture, layout, model_size_info, lambda n: n >= 3 and n % 6 == 3)
+    architecture = "inception_resnet"
+    info = list(model_size_info)
     fingerprint, net = _input(model_settings)
     _check_frames(net, info[1], architecture)
     net = _conv_bn(net, info[0], info[1], scale=True, padding="valid")
@@ -389,9 +408,8 @@ def create_xception_model(model_settings: ModelSettings,
     Convolutions and that Dense have no bias; batch norm has no scale (the 30k
     flags' bn_scale 0).
     """
-    architecture, layout = "xception", XCEPTION_LAYOUT
-    info = _parse(architecture, layout, model_size_info,
-                  lambda n: n >= 10 and n == 10 + 2 * sum(model_size_info[:3]))
+    architecture = "xception"
+    info = list(model_size_info)
     counts, first_kernel, first_filters = info[:3], info[3], info[4]
     pairs, strides, dense_units = info[5:-5], info[-5:-1], info[-1]
     fingerprint, net = _input(model_settings)

@@ -16,17 +16,21 @@ from typing import List, Sequence
 
 import numpy as np
 
+import audio_io
+import checkpoints
 import cli
-from cli import UsageError
+import evaluation
+import features
 import input_data
 import models
-import test_tflite
+import tflite_model
+from cli import UsageError
 
 
 def labels_from_flags(args: argparse.Namespace) -> List[str]:
     if args.labels:
-        return test_tflite.read_labels(args.labels)
-    return input_data.prepare_words_list(input_data.wanted_words_from_flags(args))
+        return tflite_model.read_labels(args.labels)
+    return input_data.words_list_from_flags(args)
 
 
 def top_labels(scores: np.ndarray, labels: Sequence[str], how_many: int) -> List[tuple]:
@@ -35,30 +39,27 @@ def top_labels(scores: np.ndarray, labels: Sequence[str], how_many: int) -> List
     return [(labels[i], float(scores[i])) for i in order]
 
 
-def _score_function(args: argparse.Namespace, model_settings: models.ModelSettings,
+def _score_function(args: argparse.Namespace, model_settings: features.ModelSettings,
                     labels: Sequence[str]):
     """fingerprints [n, size] -> scores [n, labels], from --tflite_path or --checkpoint."""
     labels_flag = "--labels" if args.labels else "--wanted_words"
     if args.tflite_path:
         if args.checkpoint:
             raise UsageError("give --tflite_path or --checkpoint, not both")
-        model = test_tflite.TFLiteModel(args.tflite_path, batch_size=args.batch_size)
+        model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size)
         model.check_settings(model_settings, args, labels, labels_flag=labels_flag)
         return model.predict
     if not args.checkpoint:
         raise UsageError("give the model to use: --tflite_path FILE, or --checkpoint with "
                          "--model_architecture and --model_size_info")
-    import checkpoints
-    import train
-
     if model_settings.label_count != len(labels):
-        model_settings = models.prepare_model_settings(
+        model_settings = features.prepare_model_settings(
             len(labels), model_settings.sample_rate, model_settings.clip_duration_ms,
             model_settings.window_size_ms, model_settings.window_stride_ms,
             model_settings.dct_coefficient_count)
     model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
     checkpoints.load_weights(model, args.checkpoint)
-    return lambda fingerprints: train.predict(model, fingerprints)
+    return lambda fingerprints: evaluation.predict(model, fingerprints)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -68,13 +69,13 @@ def main(args: argparse.Namespace) -> None:
     labels = labels_from_flags(args)
     model_settings = input_data.model_settings_from_flags(args)
     score = _score_function(args, model_settings, labels)
-    clips, kept, errors = input_data.load_clips(paths, model_settings.sample_rate,
-                                                model_settings.desired_samples)
+    clips, kept, errors = audio_io.load_clips(paths, model_settings.sample_rate,
+                                           model_settings.desired_samples)
     if errors:
         if not len(clips):
             raise UsageError(errors[0] + ("" if len(errors) == 1 else f" (and {len(errors) - 1} more)"))
-        input_data.report_unreadable(errors)
-    scores = score(input_data.Fingerprinter(model_settings).numpy(clips))
+        audio_io.report_unreadable(errors)
+    scores = score(features.Fingerprinter(model_settings).numpy(clips))
     for row, position in enumerate(kept):
         if len(paths) > 1:
             print(f"{paths[position]}:")
@@ -91,11 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: _silence_, _unknown_ and --wanted_words).")
     parser.add_argument("--how_many_labels", type=cli.positive_int, default=3,
                         help="How many labels to print per file.")
-    test_tflite.add_tflite_flags(parser, required=False)
-    parser.add_argument("--checkpoint", default=None,
-                        help="Checkpoint to use with the model flags, instead of --tflite_path.")
+    tflite_model.add_tflite_flags(parser, required=False)
+    checkpoints.add_checkpoint_flag(parser, "Checkpoint to use with the model flags, instead of "
+                                    "--tflite_path", required=False)
     models.add_model_flags(parser)
-    input_data.add_data_flags(parser)
+    input_data.add_label_flags(parser)
+    features.add_feature_flags(parser)
     return parser
 
 

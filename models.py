@@ -17,11 +17,13 @@ builtin ops that int8 post-training quantization supports.
 import argparse
 import dataclasses
 import math
+import numbers
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cli
 import kws_streaming_models as kws30k
 from cli import UsageError
+from features import ModelSettings
 
 tf = cli.import_tensorflow()
 
@@ -29,62 +31,6 @@ tf = cli.import_tensorflow()
 # and its TF2 builders use Dropout(rate=0). The Dropout layers are kept where
 # the paper's models have them, so that training with dropout is a one-line change.
 DROPOUT_RATE = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSettings:
-    """Audio and fingerprint geometry that a model is built for."""
-
-    label_count: int
-    sample_rate: int
-    clip_duration_ms: int
-    window_size_ms: float
-    window_stride_ms: float
-    dct_coefficient_count: int
-
-    @property
-    def desired_samples(self) -> int:
-        return int(self.sample_rate * self.clip_duration_ms / 1000)
-
-    @property
-    def window_size_samples(self) -> int:
-        return int(self.sample_rate * self.window_size_ms / 1000)
-
-    @property
-    def window_stride_samples(self) -> int:
-        return int(self.sample_rate * self.window_stride_ms / 1000)
-
-    @property
-    def spectrogram_length(self) -> int:
-        length_minus_window = self.desired_samples - self.window_size_samples
-        if length_minus_window < 0:
-            return 0
-        return 1 + length_minus_window // self.window_stride_samples
-
-    @property
-    def fft_length(self) -> int:
-        return 2 ** math.ceil(math.log2(self.window_size_samples))
-
-    @property
-    def fingerprint_size(self) -> int:
-        return self.spectrogram_length * self.dct_coefficient_count
-
-
-def prepare_model_settings(label_count: int, sample_rate: int, clip_duration_ms: int,
-                           window_size_ms: float, window_stride_ms: float,
-                           dct_coefficient_count: int) -> ModelSettings:
-    """Checks and bundles the settings that fix a model's input and output."""
-    settings = ModelSettings(label_count, sample_rate, clip_duration_ms, window_size_ms,
-                             window_stride_ms, dct_coefficient_count)
-    if settings.window_size_samples <= 0 or settings.window_stride_samples <= 0:
-        raise UsageError("--window_size_ms and --window_stride_ms must each cover at least "
-                         "one sample at --sample_rate")
-    if settings.spectrogram_length <= 0:
-        raise UsageError(f"--window_size_ms {window_size_ms} is longer than "
-                         f"--clip_duration_ms {clip_duration_ms}")
-    if dct_coefficient_count <= 0:
-        raise UsageError("--dct_coefficient_count must be positive")
-    return settings
 
 
 @tf.keras.utils.register_keras_serializable(package="kws")
@@ -378,27 +324,31 @@ MODELS: Dict[str, Architecture] = {
     "crnn": Architecture(create_crnn_model,
                          f"conv: {_CONV_LAYOUT}; number of GRU layers; GRU units; fc units",
                          (48, 10, 4, 2, 2, 2, 60, 84)),
-    # Google's kws_streaming 30k-parameter zoo; defaults are its published
-    # configurations, and each builder checks its variable-length layout itself.
+    # Google's kws_streaming 30k-parameter zoo; defaults are its published configurations.
     "svdf": Architecture(kws30k.create_svdf_model, kws30k.SVDF_LAYOUT,
-                         (4, 10, 10, 10, 10, 10, 16, 32, 32, 32, 64, 128, 40, 40, 64, 64, 64), len),
+                         (4, 10, 10, 10, 10, 10, 16, 32, 32, 32, 64, 128, 40, 40, 64, 64, 64),
+                         kws30k.svdf_length),
     "svdf_resnet": Architecture(kws30k.create_svdf_resnet_model, kws30k.SVDF_RESNET_LAYOUT,
-                                (1, 1, 2, 7, 32, 7, 50, 11, 50, 11, 128, 2, 2, 1, 64), len),
+                                (1, 1, 2, 7, 32, 7, 50, 11, 50, 11, 128, 2, 2, 1, 64),
+                                kws30k.svdf_resnet_length),
     "tc_resnet": Architecture(kws30k.create_tc_resnet_model, kws30k.TC_RESNET_LAYOUT,
-                              (3, 32, 36, 36, 40), len),
+                              (3, 32, 36, 36, 40), kws30k.tc_resnet_length),
     "mobilenet": Architecture(kws30k.create_mobilenet_model, kws30k.MOBILENET_LAYOUT,
-                              (32, 3, 2, 3, 2, 32, 3, 2, 64, 3, 1, 128, 3, 1, 128), len),
+                              (32, 3, 2, 3, 2, 32, 3, 2, 64, 3, 1, 128, 3, 1, 128),
+                              kws30k.mobilenet_length),
     "mobilenet_v2": Architecture(kws30k.create_mobilenet_v2_model, kws30k.MOBILENET_V2_LAYOUT,
                                  (32, 3, 2, 3, 1, 32, 150, 3, 2, 32, 150, 3, 1, 64, 150,
-                                  3, 1, 64, 150), len),
+                                  3, 1, 64, 150), kws30k.mobilenet_v2_length),
     "inception": Architecture(kws30k.create_inception_model, kws30k.INCEPTION_LAYOUT,
-                              (32, 5, 1, 16, 32, 3, 2, 16, 64, 5, 2, 16, 70, 5, 1), len),
+                              (32, 5, 1, 16, 32, 3, 2, 16, 64, 5, 2, 16, 70, 5, 1),
+                              kws30k.inception_length),
     "inception_resnet": Architecture(kws30k.create_inception_resnet_model,
                                      kws30k.INCEPTION_RESNET_LAYOUT,
                                      (32, 5, 1, 20, 16, 16, 32, 3, 2, 50, 16, 16, 32, 5, 2,
-                                      100, 32, 32, 64, 5, 1), len),
+                                      100, 32, 32, 64, 5, 1), kws30k.inception_resnet_length),
     "xception": Architecture(kws30k.create_xception_model, kws30k.XCEPTION_LAYOUT,
-                             (2, 1, 1, 5, 16, 5, 32, 7, 40, 7, 64, 11, 100, 2, 2, 1, 1, 64), len),
+                             (2, 1, 1, 5, 16, 5, 32, 7, 40, 7, 64, 11, 100, 2, 2, 1, 1, 64),
+                             kws30k.xception_length),
 }
 
 
@@ -406,7 +356,7 @@ def _check_size_info(model_architecture: str, model_size_info: Sequence[int]) ->
     """Raises UsageError unless model_size_info fits the architecture's layout."""
     architecture = MODELS[model_architecture]
     given = " ".join(str(value) for value in model_size_info)
-    if any(value <= 0 for value in model_size_info):
+    if any(not isinstance(value, numbers.Integral) or value <= 0 for value in model_size_info):
         raise UsageError(f"--model_size_info for {model_architecture} takes positive integers "
                          f"({architecture.layout}), got {given}")
     expected = (architecture.expected_length(model_size_info) if architecture.expected_length
@@ -443,6 +393,24 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         help="Model dimensions, laid out differently for each architecture (see "
              "models.MODELS); None: the architecture's Small configuration from the "
              "Hello Edge paper")
+
+
+def summary_line(model: tf.keras.Model, architecture: str,
+                 model_size_info: Optional[Sequence[int]]) -> str:
+    """Parameters and multiply-accumulates per inference, in one line."""
+    return (f"Model {architecture} {' '.join(map(str, model_size_info or []))}: "
+            f"{count_parameters(model):,} parameters, "
+            f"{count_macs(model):,} multiply-accumulates per inference")
+
+
+def model_figures(model: tf.keras.Model) -> dict:
+    """Parameters and (where countable) multiply-accumulates, for reports."""
+    figures = {"parameters": count_parameters(model)}
+    try:
+        figures["macs"] = count_macs(model)
+    except ValueError:
+        pass
+    return figures
 
 
 def count_parameters(model: tf.keras.Model) -> int:

@@ -28,9 +28,13 @@ import collections
 import dataclasses
 import gzip
 import math
+import os
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+import cli
 
 try:
     from ai_edge_litert import schema_py_generated as schema
@@ -327,3 +331,17 @@ def c_array_sources(content: bytes, name: str, header_name: str) -> Tuple[str, s
               f"alignas(16) const unsigned char {name}[] = {{\n" + "\n".join(rows) + "\n};\n"
               f"const unsigned int {name}_len = {len(content)};\n")
     return source, header
+
+
+def write_c_array(tflite_path: str, content: bytes) -> Tuple[str, str]:
+    """Writes <output>.cc and <output>.h next to the .tflite; returns their paths."""
+    base = tflite_path[:-len(".tflite")] if tflite_path.endswith(".tflite") else tflite_path
+    name = re.sub(r"\W", "_", os.path.basename(base))
+    if not name or name[0].isdigit():
+        name = "model_" + name
+    name += "_tflite"
+    source_path, header_path = base + ".cc", base + ".h"
+    source, header = c_array_sources(content, name, os.path.basename(header_path))
+    cli.write_atomically(header_path, header.encode())
+    cli.write_atomically(source_path, source.encode())
+    return source_path, header_path

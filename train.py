@@ -8,307 +8,51 @@ with --learning_rate 0.001,0.0001 trains 15,000 steps at 0.001, then 3,000 at
 validation partition, the training state (weights, optimizer, step) is saved
 under --train_dir/last, and the best model so far is kept as
 --train_dir/best/<architecture>_<accuracy>.ckpt. Started again with the same
---train_dir, a run continues from its last saved step.
+--train_dir, a run continues from its last saved step. At the end the best
+model is tested on the testing partition and on --test_dir when given.
 """
 import argparse
-import glob
-import os
-import time
-from typing import Iterable, List, Sequence, Tuple
 
-import numpy as np
-
+import augmentation
 import cli
-import checkpoints
+import evaluation
+import features
 import input_data
 import models
+import training
 
 tf = cli.import_tensorflow()
 
-RECALIBRATION_BATCHES = 10
-
-
-def add_training_flags(parser: argparse.ArgumentParser,
-                       steps: str = "15000,3000", learning_rate: str = "0.001,0.0001") -> None:
-    """Flags of the training schedule and its outputs (train.py and optimize.py)."""
-    group = parser.add_argument_group("training")
-    group.add_argument("--how_many_training_steps", type=cli.comma_list(cli.positive_int),
-                       default=steps, help="How many training steps to run in each phase.")
-    group.add_argument("--learning_rate", type=cli.comma_list(float), default=learning_rate,
-                       help="The learning rate of each phase of --how_many_training_steps.")
-    group.add_argument("--batch_size", type=cli.positive_int, default=100,
-                       help="How many items to train with at once.")
-    group.add_argument("--eval_step_interval", type=cli.positive_int, default=400,
-                       help="How often to evaluate the training results and save a checkpoint.")
-    group.add_argument("--train_dir", default="/tmp/speech_commands_train",
-                       help="Directory to write checkpoints to.")
-    group.add_argument("--summaries_dir", default="/tmp/retrain_logs",
-                       help="Where to save summary logs for TensorBoard ('' for none).")
-    group.add_argument("--start_checkpoint", default="",
-                       help="If specified, restore these weights before any training.")
-
-
-def check_schedule(args: argparse.Namespace) -> None:
-    """The two schedule lists must be non-empty and of equal length."""
-    steps, rates = args.how_many_training_steps, args.learning_rate
-    if not steps or not rates or len(steps) != len(rates):
-        raise cli.UsageError(
-            f"--how_many_training_steps and --learning_rate must list the same number of phases, "
-            f"got {len(steps)} and {len(rates)}")
-    if any(rate <= 0 for rate in rates):
-        raise cli.UsageError(f"--learning_rate values must be positive, got {rates}")
-
-
-def learning_rate_schedule(steps: Sequence[int], rates: Sequence[float]
-                           ) -> tf.keras.optimizers.schedules.LearningRateSchedule:
-    """Piecewise-constant schedule: rates[i] for steps[i] steps; works for one phase too."""
-    boundaries = list(np.cumsum(steps)[:-1])
-    if not boundaries:
-        return tf.keras.optimizers.schedules.PiecewiseConstantDecay([steps[0]], [rates[0], rates[0]])
-    return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
-        [int(b) for b in boundaries], [float(r) for r in rates])
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, label_count: int) -> np.ndarray:
-    """Rows: true label; columns: predicted label."""
-    matrix = np.zeros((label_count, label_count), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
-
-
-def format_confusion_matrix(matrix: np.ndarray, words_list: Sequence[str]) -> str:
-    """The confusion matrix with label names, one row per true label."""
-    width = max(6, max(len(str(matrix.max())), 1) + 1)
-    header = " " * 12 + "".join(f"{word[:width - 1]:>{width}}" for word in words_list)
-    rows = [f"{word[:11]:<12}" + "".join(f"{count:>{width}}" for count in row)
-            for word, row in zip(words_list, matrix)]
-    return "\n".join([header] + rows)
-
-
-def predict(model: tf.keras.Model, fingerprints: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Class probabilities for every fingerprint, in inference mode.
-
-    Keras keeps the compiled predict function on the model, so evaluating at
-    every --eval_step_interval does not trace the model again.
-    """
-    if not len(fingerprints):
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    return model.predict(fingerprints, batch_size=batch_size, verbose=0)
-
-
-def evaluate(model: tf.keras.Model, fingerprints: np.ndarray, labels: np.ndarray,
-             label_count: int) -> Tuple[float, np.ndarray]:
-    """Accuracy and confusion matrix of model on fingerprints."""
-    predictions = np.argmax(predict(model, fingerprints), axis=1)
-    accuracy = float(np.mean(predictions == labels)) if len(labels) else 0.0
-    return accuracy, confusion_matrix(labels, predictions, label_count)
-
-
-def recalibrate_batch_norm(model: tf.keras.Model, batches: Iterable[tf.Tensor]) -> None:
-    """Sets every BatchNormalization's moving statistics to the average over batches.
-
-    Moving averages lag behind fast-changing weights, so after a short run they
-    do not describe the data and inference-mode outputs collapse to one class.
-    Averaging the current weights' batch statistics over a few training batches
-    ("precise BN") makes inference mode match training mode.
-    """
-    layers = [layer for layer in _all_layers(model)
-              if isinstance(layer, tf.keras.layers.BatchNormalization)]
-    if not layers:
-        return
-    momenta = [layer.momentum for layer in layers]
-    for count, batch in enumerate(batches):
-        for layer in layers:
-            layer.momentum = count / (count + 1.0)
-        model(batch, training=True)
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
-
-
-def _all_layers(model: tf.keras.Model) -> List[tf.keras.layers.Layer]:
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if isinstance(layer, tf.keras.Model):
-            layers.extend(_all_layers(layer))
-    return layers
-
-
-def print_model_summary(model: tf.keras.Model, args: argparse.Namespace) -> None:
-    """Parameters and multiply-accumulates per inference, printed at the start."""
-    print(f"Model {args.model_architecture} {' '.join(map(str, args.model_size_info or []))}: "
-          f"{models.count_parameters(model):,} parameters, "
-          f"{models.count_macs(model):,} multiply-accumulates per inference")
-
-
-def best_checkpoint_prefix(train_dir: str, architecture: str, accuracy: float) -> str:
-    """Where the best model is kept: best/<architecture>_<accuracy>.ckpt."""
-    return os.path.join(train_dir, "best", f"{architecture}_{accuracy:.4f}.ckpt")
-
-
-def remove_checkpoint(prefix: str) -> None:
-    """Deletes the files of a checkpoint prefix."""
-    for path in glob.glob(prefix + ".index") + glob.glob(prefix + ".data-*"):
-        os.remove(path)
-
-
-class Trainer:
-    """The training loop with its state, resumable from --train_dir/last."""
-
-    def __init__(self, model: tf.keras.Model, processor: input_data.AudioProcessor,
-                 args: argparse.Namespace):
-        self.model = model
-        self.processor = processor
-        self.args = args
-        self.total_steps = int(sum(args.how_many_training_steps))
-        self.schedule = learning_rate_schedule(args.how_many_training_steps, args.learning_rate)
-        self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
-        self.loss = tf.keras.losses.SparseCategoricalCrossentropy()
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
-        self.state = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step,
-                                         best_accuracy=self.best_accuracy)
-        self.manager = tf.train.CheckpointManager(self.state, os.path.join(args.train_dir, "last"),
-                                                  max_to_keep=2)
-        self.writers = None
-        if args.summaries_dir:
-            self.writers = {name: tf.summary.create_file_writer(os.path.join(args.summaries_dir, name))
-                            for name in ("train", "validation")}
-
-    def restore(self) -> None:
-        """Continues a run from --train_dir/last, or starts from --start_checkpoint."""
-        if self.manager.latest_checkpoint:
-            self.state.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f"Resuming from {self.manager.latest_checkpoint} at step {int(self.step.numpy())}")
-            if self.args.start_checkpoint:
-                print("(--start_checkpoint ignored: the run in --train_dir continues)")
-        elif self.args.start_checkpoint:
-            prefix = checkpoints.load_weights(self.model, self.args.start_checkpoint)
-            print(f"Starting from the weights of {prefix}")
-
-    def model_input(self, fingerprints: tf.Tensor) -> tf.Tensor:
-        """The training fingerprints as the model is fed them (as they are, here)."""
-        return fingerprints
-
-    @tf.function
-    def train_step(self, fingerprints: tf.Tensor, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            probabilities = self.model(self.model_input(fingerprints), training=True)
-            loss = self.loss(labels, probabilities)
-            if self.model.losses:
-                loss += tf.add_n(self.model.losses)
-        gradients = tape.gradient(loss, self.model.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-        accuracy = tf.reduce_mean(tf.cast(
-            tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), labels), tf.float32))
-        return loss, accuracy
-
-    def validate(self) -> float:
-        """Recalibrates batch norm, measures validation accuracy, saves the state and the best model."""
-        step = int(self.step.numpy())
-        calibration = self.processor.training_dataset(self.args.batch_size, start_step=step)
-        recalibrate_batch_norm(self.model, (self.model_input(x)
-                                            for x, _ in calibration.take(RECALIBRATION_BATCHES)))
-        fingerprints, labels = self.processor.fingerprints("validation")
-        if not len(labels):  # no model selection: the latest model is the best one
-            self.save_best(0.0)
-            self.manager.save(checkpoint_number=step)
-            return 0.0
-        accuracy, matrix = evaluate(self.model, fingerprints, labels, len(self.processor.words_list))
-        print(f"Step {step}: validation accuracy {accuracy:.4f} (N={len(labels)})")
-        if self.writers:
-            with self.writers["validation"].as_default():
-                tf.summary.scalar("accuracy", accuracy, step=step)
-        if accuracy > self.best_accuracy.numpy():
-            self.save_best(accuracy)
-        self.manager.save(checkpoint_number=step)
-        return accuracy
-
-    def save_best(self, accuracy: float) -> None:
-        """Keeps the new best model under best/, replacing the previous best."""
-        previous = tf.train.latest_checkpoint(os.path.join(self.args.train_dir, "best"))
-        prefix = best_checkpoint_prefix(self.args.train_dir, self.args.model_architecture, accuracy)
-        checkpoints.save_weights_atomically(self.model, prefix)
-        self.best_accuracy.assign(accuracy)
-        if previous and previous != prefix:
-            remove_checkpoint(previous)
-        print(f"Saved best model to {prefix}")
-
-    def run(self) -> None:
-        """Trains from the current step to the end of the schedule."""
-        start = int(self.step.numpy())
-        interval = self.args.eval_step_interval
-        dataset = self.processor.training_dataset(self.args.batch_size, start_step=start)
-        losses, accuracies = [], []
-        tick = time.perf_counter()
-        for fingerprints, labels in dataset.take(max(0, self.total_steps - start)):
-            loss, accuracy = self.train_step(fingerprints, labels)
-            self.step.assign_add(1)
-            step = int(self.step.numpy())
-            losses.append(float(loss))
-            accuracies.append(float(accuracy))
-            if step % 100 == 0 or step % interval == 0 or step == self.total_steps:
-                elapsed = (time.perf_counter() - tick) * 1000 / len(losses)
-                rate = float(self.schedule(step - 1))
-                print(f"Step {step}/{self.total_steps}: rate {rate:g}, accuracy {np.mean(accuracies):.4f}, "
-                      f"cross entropy {np.mean(losses):.4f} ({elapsed:.1f} ms/step)")
-                if self.writers:
-                    with self.writers["train"].as_default():
-                        tf.summary.scalar("cross_entropy", np.mean(losses), step=step)
-                        tf.summary.scalar("accuracy", np.mean(accuracies), step=step)
-                        tf.summary.scalar("learning_rate", rate, step=step)
-                losses, accuracies = [], []
-                tick = time.perf_counter()
-            if step % interval == 0 or step == self.total_steps:
-                self.validate()
-                tick = time.perf_counter()
-        if int(self.step.numpy()) == self.total_steps and self.best_accuracy.numpy() < 0:
-            self.validate()
-
-    def test(self) -> None:
-        """Test accuracy and confusion matrix of the best model: the testing partition, and
-        the --test_dir folder when given."""
-        best = tf.train.latest_checkpoint(os.path.join(self.args.train_dir, "best"))
-        if best:
-            checkpoints.load_weights(self.model, best)
-        words_list = self.processor.words_list
-        sets = {"test": self.processor.fingerprints("testing")}
-        if self.args.test_dir:
-            clips, labels, _ = input_data.load_evaluation_folder(
-                self.args.test_dir, words_list, self.processor.model_settings,
-                cache_dir=self.args.audio_cache_dir)
-            sets[f"--test_dir {self.args.test_dir}"] = (self.processor.fingerprinter.numpy(clips), labels)
-        for name, (fingerprints, labels) in sets.items():
-            if not len(labels):
-                print("The testing partition is empty: no test accuracy")
-                continue
-            accuracy, matrix = evaluate(self.model, fingerprints, labels, len(words_list))
-            print(f"Final {name} accuracy = {accuracy:.4f} (N={len(labels)}) of {best}")
-            print(format_confusion_matrix(matrix, words_list))
-
 
 def main(args: argparse.Namespace) -> None:
-    check_schedule(args)
+    training.check_schedule(args)
     tf.keras.utils.set_random_seed(args.seed)
     model_settings = input_data.model_settings_from_flags(args)
     model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
-    print_model_summary(model, args)
+    print(models.summary_line(model, args.model_architecture, args.model_size_info))
     processor = input_data.AudioProcessor.from_flags(args, model_settings)
     print("Samples per partition: " + ", ".join(
         f"{name} {processor.set_size(name)}" for name in input_data.PARTITIONS))
     if not len(processor.fingerprints("validation")[1]):
         print("The validation partition is empty: no model selection, the last model is kept as best")
-    trainer = Trainer(model, processor, args)
+    trainer = training.Trainer(model, processor, args)
     trainer.restore()
     trainer.run()
-    trainer.test()
+    best, results = trainer.test()
+    for name, result in results.items():
+        label = "test" if name == "testing" else f"--test_dir {name}"
+        print(f"Final {label} accuracy = {result.accuracy:.4f} (N={result.count}) of {best}")
+        print(evaluation.format_confusion_matrix(result.confusion_matrix, processor.words_list))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
     input_data.add_data_flags(parser)
+    input_data.add_label_flags(parser)
+    features.add_feature_flags(parser)
+    augmentation.add_augmentation_flags(parser)
     models.add_model_flags(parser)
-    add_training_flags(parser)
+    training.add_training_flags(parser)
     return parser
 
 

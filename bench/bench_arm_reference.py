@@ -3,7 +3,7 @@
     python bench/bench_arm_reference.py [--test_dir DIR] [--reference_dir DIR]
 
 Each checkpoint is built with models.create_model from the flags it was trained
-with, loaded with checkpoints.load_weights and run with train.predict on the
+with, loaded with checkpoints.load_weights and run with evaluation.predict on the
 fingerprints (input_data.load_evaluation_folder + Fingerprinter) of the 2,738
 clips of speech_commands_test_v0.02_dev. The reference figures are those of
 ../shared/README.md (the checkpoints in Arm's builder, same clips, same
@@ -76,9 +76,10 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
 
     import checkpoints
+    import evaluation
+    import features
     import input_data
     import models
-    import train
 
     for flag, folder in (("--test_dir", args.test_dir), ("--reference_dir", args.reference_dir)):
         if not os.path.isdir(folder):
@@ -89,15 +90,15 @@ def main(args: argparse.Namespace) -> int:
     worst = 0.0
     for entry in CHECKPOINTS:
         start = time.perf_counter()
-        settings = models.prepare_model_settings(len(words_list), 16000, 1000, 40,
-                                                 entry.window_stride_ms, 10)
+        settings = features.prepare_model_settings(len(words_list), 16000, 1000, 40,
+                                                   entry.window_stride_ms, 10)
         if entry.window_stride_ms not in fingerprints:
             clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings)
-            fingerprints[entry.window_stride_ms] = (input_data.Fingerprinter(settings).numpy(clips), labels)
-        features, labels = fingerprints[entry.window_stride_ms]
+            fingerprints[entry.window_stride_ms] = (features.Fingerprinter(settings).numpy(clips), labels)
+        inputs, labels = fingerprints[entry.window_stride_ms]
         model = models.create_model(settings, entry.architecture, entry.model_size_info)
         checkpoints.load_weights(model, os.path.join(args.reference_dir, entry.checkpoint))
-        accuracy = float(np.mean(np.argmax(train.predict(model, features), axis=1) == labels))
+        accuracy = float(np.mean(np.argmax(evaluation.predict(model, inputs), axis=1) == labels))
         difference = accuracy - entry.reference_accuracy
         worst = max(worst, abs(difference))
         print(f"{entry.name:14s} {accuracy:7.4f} {entry.reference_accuracy:7.4f} {difference:+8.4f}  "

@@ -56,8 +56,10 @@ def main(args):
     import numpy as np
     import tensorflow as tf
 
+    import audio_io
+    import features
     import input_data
-    from models import prepare_model_settings
+    from features import prepare_model_settings
 
     for flag, folder in (("--test_dir", args.test_dir), ("--data_dir", args.data_dir)):
         if not os.path.isdir(folder):
@@ -74,9 +76,9 @@ def main(args):
     if not paths:
         raise UsageError(f"--test_dir {args.test_dir} has no <label>/*.wav files")
     start = time.perf_counter()
-    clips, kept, errors = input_data.load_clips(paths, settings.sample_rate, settings.desired_samples)
+    clips, kept, errors = audio_io.load_clips(paths, settings.sample_rate, settings.desired_samples)
     read_s = time.perf_counter() - start
-    fingerprinter = input_data.Fingerprinter(settings)
+    fingerprinter = features.Fingerprinter(settings)
     fingerprinter.numpy(clips[:512])  # trace
     start = time.perf_counter()
     fingerprints = fingerprinter.numpy(clips)
@@ -86,11 +88,11 @@ def main(args):
 
     # (c) reference: the TF ops, one clip at a time
     count = min(args.reference_clips, len(clips))
-    input_data.reference_fingerprint(clips[0].astype(np.float32) / 32768.0, settings)  # warm up
+    features.reference_fingerprint(clips[0].astype(np.float32) / 32768.0, settings)  # warm up
     start = time.perf_counter()
     worst = 0.0
     for i in range(count):
-        reference = input_data.reference_fingerprint(clips[i].astype(np.float32) / 32768.0, settings)
+        reference = features.reference_fingerprint(clips[i].astype(np.float32) / 32768.0, settings)
         worst = max(worst, float(np.abs(reference - fingerprints[i]).max() / np.abs(reference).max()))
     ref_s = time.perf_counter() - start
     print(f"(c) reference_fingerprint loop  {rate(count, ref_s)}   "
@@ -101,7 +103,7 @@ def main(args):
     processor = input_data.AudioProcessor(args.data_dir, wanted, settings,
                                           args.validation_percentage, args.testing_percentage)
     if not processor.background_data:
-        processor.background_data = input_data.load_background_noise(args.background_dir,
+        processor.background_data = audio_io.load_background_noise(args.background_dir,
                                                                      settings.sample_rate)
         print(f"    background noise from {args.background_dir}: "
               f"{len(processor.background_data)} recordings")

@@ -19,9 +19,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cli  # noqa: E402
-import convert  # noqa: E402
 import models  # noqa: E402
 import tflite_report  # noqa: E402
+import calibration  # noqa: E402
+import features  # noqa: E402
+import quantization  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 PAPER_FEATURES = (40, 20, 10)  # window ms, stride ms, coefficients
@@ -35,12 +37,13 @@ def int8_model(architecture: str) -> Tuple["models.tf.keras.Model", bytes]:
     window, stride, coefficients = KWS30K_FEATURES if architecture in KWS30K else PAPER_FEATURES
     if architecture == "dnn":
         stride = 40
-    settings = models.prepare_model_settings(12, 16000, 1000, window, stride, coefficients)
+    settings = features.prepare_model_settings(12, 16000, 1000, window, stride, coefficients)
     model = models.create_model(settings, architecture, None)
     fingerprints = np.random.default_rng(0).normal(
         0, 10, (100, settings.fingerprint_size)).astype(np.float32)
-    return model, convert.convert_model(model, convert.FULL_INTEGER, "float32", fingerprints,
-                                        convert.DEFAULT_INPUT_CLIP_PERCENTILE)
+    mode = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
+    return model, quantization.convert_model(model, mode, fingerprints,
+                                             calibration.DEFAULT_INPUT_CLIP_PERCENTILE)
 
 
 def inference_ms(content: bytes, runs: int) -> float:

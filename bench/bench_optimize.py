@@ -31,11 +31,16 @@ sys.path.insert(0, ROOT)
 
 import cli  # noqa: E402  (selects tf-keras before TensorFlow is imported)
 import checkpoints  # noqa: E402
+import evaluation  # noqa: E402
+import features  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
-import optimize  # noqa: E402
+import optimization  # noqa: E402
+import optimization_report  # noqa: E402
+import optimization_stages  # noqa: E402
+import optimize  # noqa: E402  (its parser: the flags of a run)
 import tflite_report  # noqa: E402
-import train  # noqa: E402
+from tflite_model import TFLiteModel  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 ARM_CHECKPOINT = os.path.join(SHARED, "reference", "arm_pretrained", "DS_CNN", "DS_CNN_S", "ckpt")
@@ -99,12 +104,14 @@ def measure(name: str, data: str, model: Optional[models.tf.keras.Model], conten
     fingerprints, labels = dev
     float_accuracy = None
     if model is not None:
-        float_accuracy = train.evaluate(model, fingerprints, labels, model.output_shape[-1])[0]
+        float_accuracy = evaluation.evaluate(model, fingerprints, labels, model.output_shape[-1]).accuracy
     report = tflite_report.analyze(content)
-    stats = optimize.kernel_stats(model) if model is not None else []
+    stats = optimization_report.kernel_stats(model) if model is not None else []
     sizes = [int(np.prod(item.shape)) for item in stats]
     sparsity = float(np.average([item.sparsity for item in stats], weights=sizes)) if stats else float("nan")
-    return Row(name, data, float_accuracy, optimize.tflite_accuracy(content, fingerprints, labels),
+    tflite = TFLiteModel(content=content)
+    int8_accuracy = evaluation.evaluate(tflite, fingerprints, labels, tflite.label_count).accuracy
+    return Row(name, data, float_accuracy, int8_accuracy,
                report["file_bytes"], report["gzip_bytes"], sparsity, [item.unique for item in stats])
 
 
@@ -136,15 +143,16 @@ def main(args: argparse.Namespace) -> None:
     for path in (ARM_CHECKPOINT, DEV_DIR, UNKNOWN_DIR, NOISE_DIR, os.path.join(ROOT, "convert.py")):
         if not os.path.exists(path):
             raise cli.UsageError(f"{path} is missing: this benchmark needs it")
-    unknown = [technique for technique in args.techniques if technique not in optimize.TECHNIQUES]
+    known = optimization_stages.TECHNIQUES
+    unknown = [technique for technique in args.techniques if technique not in known]
     if unknown:
-        raise cli.UsageError(f"--techniques: unknown {', '.join(unknown)}; known: {', '.join(optimize.TECHNIQUES)}")
+        raise cli.UsageError(f"--techniques: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     data_dir = prepare_data(args.work_dir, args.clips_per_word, args.seed)
     first = optimize_args(args, data_dir, args.techniques[0])
     model_settings = input_data.model_settings_from_flags(first)
     words_list = input_data.prepare_words_list(input_data.wanted_words_from_flags(first))
     clips, labels, _ = input_data.load_evaluation_folder(DEV_DIR, words_list, model_settings)
-    dev = (input_data.Fingerprinter(model_settings).numpy(clips), labels)
+    dev = (features.Fingerprinter(model_settings).numpy(clips), labels)
     tflite_dir = os.path.join(args.work_dir, "tflite")
 
     def plain_model(checkpoint: str) -> models.tf.keras.Model:
@@ -155,12 +163,12 @@ def main(args: argparse.Namespace) -> None:
     start_ptq = convert(ARM_CHECKPOINT, os.path.join(tflite_dir, "start.tflite"), data_dir, args)
     rows = [measure("start (Arm checkpoint)", START_DATA, plain_model(ARM_CHECKPOINT), start_ptq, dev)]
     for technique in args.techniques:
-        prefix = optimize.optimize(optimize_args(args, data_dir, technique))
+        outcome = optimization.optimize(optimize_args(args, data_dir, technique))
+        prefix = outcome.prefix
         content = convert(prefix, os.path.join(tflite_dir, f"{technique}.tflite"), data_dir, args)
         rows.append(measure(technique, FINE_TUNING_DATA, plain_model(prefix), content, dev))
-        if "qat" in optimize.TECHNIQUES[technique]:
-            with open(prefix[:-len(".ckpt")] + ".tflite", "rb") as handle:
-                rows.append(measure(f"{technique} (QAT .tflite)", FINE_TUNING_DATA, None, handle.read(), dev))
+        if outcome.int8_content is not None:
+            rows.append(measure(f"{technique} (QAT .tflite)", FINE_TUNING_DATA, None, outcome.int8_content, dev))
         print("\n" + format_table(rows, len(labels)), flush=True)
     table = format_table(rows, len(labels))
     cli.write_atomically(os.path.join(args.work_dir, "bench_optimize.txt"), (table + "\n").encode())
@@ -173,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=cli.positive_int, default=400,
                         help="Fine-tuning steps per stage (optimize.py's default is 4000).")
-    parser.add_argument("--techniques", type=cli.comma_list(str), default=list(optimize.TECHNIQUES),
+    parser.add_argument("--techniques", type=cli.comma_list(str), default=list(optimization_stages.TECHNIQUES),
                         help="Comma-separated techniques to run, in this order.")
     parser.add_argument("--batch_size", type=cli.positive_int, default=100, help="Training batch size.")
     parser.add_argument("--clips_per_word", type=cli.positive_int, default=150,

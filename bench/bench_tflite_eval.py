@@ -24,7 +24,9 @@ import numpy as np  # noqa: E402
 import cli  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
-import test_tflite  # noqa: E402
+import features  # noqa: E402
+import quantization  # noqa: E402
+import tflite_model  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 tf = cli.import_tensorflow()
@@ -39,8 +41,6 @@ def generated_setup(folder: str):
     """A tiny converted dnn and 400 generated clips in label folders (no ../shared)."""
     import wave
 
-    import convert
-
     def write_wav(path, samples):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with wave.open(path, "wb") as handle:
@@ -49,21 +49,21 @@ def generated_setup(folder: str):
             handle.setframerate(16000)
             handle.writeframes(np.asarray(samples, dtype="<i2").tobytes())
 
-    settings = models.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
     words = input_data.prepare_words_list(input_data.DEFAULT_WANTED_WORDS.split(","))
     rng = np.random.default_rng(0)
     for n in range(400):
         write_wav(os.path.join(folder, words[n % len(words)], f"clip{n}.wav"),
                   rng.integers(-2000, 2000, 16000))
     model = models.create_model(settings, "dnn", (64, 64))
-    content = convert.convert_model(model, convert.FULL_INTEGER, "float32",
-                                    rng.normal(0, 10, (50, settings.fingerprint_size)), 1.0)
+    content = quantization.convert_model(model, quantization.MODES[(quantization.FULL_INTEGER, "float32")],
+                                         rng.normal(0, 10, (50, settings.fingerprint_size)), 1.0)
     path = os.path.join(folder, "dnn.tflite")
     cli.write_atomically(path, content)
     return path, folder, settings
 
 
-def naive_predictions(tflite_path: str, paths, settings: models.ModelSettings) -> np.ndarray:
+def naive_predictions(tflite_path: str, paths, settings: features.ModelSettings) -> np.ndarray:
     """A new interpreter per clip, fed by a batch-1 tf.data pipeline of TF's audio ops."""
     def features(path):
         audio, _ = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1,
@@ -95,7 +95,7 @@ def main() -> None:
     temporary = tempfile.TemporaryDirectory()
     if os.path.isdir(DEV_SET) and os.path.isfile(ARM_DS_CNN_S):
         tflite_path, test_dir = ARM_DS_CNN_S, DEV_SET
-        settings = models.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+        settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
         print(f"Arm's DS_CNN_S int8 on {DEV_SET}")
     else:
         tflite_path, test_dir, settings = generated_setup(temporary.name)
@@ -104,8 +104,8 @@ def main() -> None:
 
     start = time.perf_counter()
     clips, labels, paths = input_data.load_evaluation_folder(test_dir, words, settings)
-    fingerprints = input_data.Fingerprinter(settings).numpy(clips)
-    model = test_tflite.TFLiteModel(tflite_path)
+    fingerprints = features.Fingerprinter(settings).numpy(clips)
+    model = tflite_model.TFLiteModel(tflite_path)
     fast = np.argmax(model.predict(fingerprints), axis=1)
     fast_seconds = time.perf_counter() - start
     fast_rate = len(clips) / fast_seconds

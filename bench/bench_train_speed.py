@@ -81,14 +81,21 @@ def ms_per_step(run_steps: Callable[[int], None], warmup: int, steps: int) -> Tu
 
 
 def main(args: argparse.Namespace) -> None:
+    import augmentation
+    import features
     import input_data
     import models
-    import train
+    import training
 
     tf = cli.import_tensorflow()
     data_dir = data_dir_from_flags(args)
     scratch = tempfile.mkdtemp(prefix="bench_train_speed_")
-    flags = train.build_parser().parse_args(
+    parser = cli.make_parser("train.py's flags")
+    for add_flags in (input_data.add_data_flags, input_data.add_label_flags, features.add_feature_flags,
+                      augmentation.add_augmentation_flags, models.add_model_flags,
+                      training.add_training_flags):
+        add_flags(parser)
+    flags = parser.parse_args(
         DS_CNN_S + ["--data_url", "", "--data_dir", str(data_dir), "--batch_size", str(args.batch_size),
                     "--train_dir", os.path.join(scratch, "train"),
                     "--summaries_dir", os.path.join(scratch, "logs"),
@@ -98,7 +105,7 @@ def main(args: argparse.Namespace) -> None:
     settings = input_data.model_settings_from_flags(flags)
     model = models.create_model(settings, flags.model_architecture, flags.model_size_info)
     processor = input_data.AudioProcessor.from_flags(flags, settings)
-    trainer = train.Trainer(model, processor, flags)
+    trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only
     print(f"DS-CNN-S, batch {args.batch_size}, {processor.set_size('training')} training clips "
           f"in {data_dir}; TF {tf.__version__}, {os.cpu_count()} CPUs, "

@@ -92,7 +92,7 @@ UNKNOWN = ["cat", "dog"]
 
 def ds_cnn_settings():
     """DS-CNN fingerprint settings (40 ms / 20 ms / 10 coefficients) for WANTED + silence/unknown."""
-    from models import prepare_model_settings
+    from features import prepare_model_settings
     return prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
 
 

@@ -10,26 +10,34 @@ import sys
 import numpy as np
 import pytest
 
+import audio_io
+import calibration
+import checkpoints
 import cli
+import convert
+import features
+import models
+import quantization
+import tflite_report
 from cli import UsageError
 from conftest import ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands
-import checkpoints
-import convert
-import input_data
-import models
-import tflite_report
 
 tf = cli.import_tensorflow()
 
+FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
+INT8 = quantization.MODES[(quantization.FULL_INTEGER, "float32")]  # int8 inside, float I/O
+INT8_IO = quantization.MODES[(quantization.FULL_INTEGER, "int8")]
+INT16X8 = quantization.MODES[(quantization.FULL_INTEGER, "int16")]
+
 # (quantize_mode, inference_type): every mode that convert.py offers.
 MODES = [
-    (convert.FULL_INTEGER, "float32"),  # the default: int8 inside, float input/output
-    (convert.FULL_INTEGER, "int8"),
-    (convert.FULL_INTEGER, "uint8"),
-    (convert.FULL_INTEGER, "int16"),  # int16x8
-    (convert.NO_QUANTIZATION, "float32"),
-    (convert.DYNAMIC_RANGE, "float32"),
-    (convert.FLOAT16, "float32"),
+    (quantization.FULL_INTEGER, "float32"),  # the default: int8 inside, float input/output
+    (quantization.FULL_INTEGER, "int8"),
+    (quantization.FULL_INTEGER, "uint8"),
+    (quantization.FULL_INTEGER, "int16"),  # int16x8
+    (quantization.NO_QUANTIZATION, "float32"),
+    (quantization.DYNAMIC_RANGE, "float32"),
+    (quantization.FLOAT16, "float32"),
 ]
 # (architecture, mode, inference type) -> the op that has no kernel in that mode.
 # Every registered architecture converts in every mode today; an entry here
@@ -37,7 +45,7 @@ MODES = [
 UNSUPPORTED = {}
 
 LABELS = 4  # _silence_, _unknown_, yes, no
-SETTINGS = models.prepare_model_settings(LABELS, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+SETTINGS = features.prepare_model_settings(LABELS, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
 
 
 def tiny_model(architecture, settings=SETTINGS, seed=0):
@@ -57,7 +65,7 @@ def short_settings(architecture):
     """The shortest clip (fewest frames) the tiny model builds for: recurrent models
     are unrolled over the frames, and fewer frames convert much faster."""
     for duration_ms in (200, 400):
-        settings = models.prepare_model_settings(LABELS, 16000, duration_ms, 40, 20, 10)
+        settings = features.prepare_model_settings(LABELS, 16000, duration_ms, 40, 20, 10)
         try:
             models.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture))
             return settings
@@ -84,25 +92,26 @@ def test_every_mode_converts_and_evaluates(keras_models, architecture, mode, inf
     model, settings = keras_models(architecture)
     # Small inputs keep the random-weight models' softmax away from saturation, where
     # any rounding could flip the top label.
-    calibration = np.random.default_rng(0).normal(
+    representative = np.random.default_rng(0).normal(
         0, 1, (8, settings.fingerprint_size)).astype(np.float32)
-    inputs = calibration[:6]
+    inputs = representative[:6]
     expected = model(inputs, training=False).numpy()
     missing_op = UNSUPPORTED.get((architecture, mode, inference_type))
     if missing_op:
         with pytest.raises(UsageError, match=missing_op):
-            convert.convert_model(model, mode, inference_type, calibration, 1.0)
+            quantization.convert_model(model, quantization.MODES[(mode, inference_type)], representative)
         return
-    content = convert.convert_model(model, mode, inference_type, calibration, 1.0)
-    tflite_model = convert.check_runs(content, calibration, mode, inference_type)
+    content = quantization.convert_model(model, quantization.MODES[(mode, inference_type)], representative)
+    tflite_model = quantization.check_runs(content, representative,
+                                           quantization.MODES[(mode, inference_type)])
     input_type = {"float32": "float32", "int8": "int8", "uint8": "uint8", "int16": "int16"}
     assert tflite_model.input_type == input_type[inference_type]
     assert tflite_model.output_type == input_type[inference_type]
     scores = tflite_model.predict(inputs)
     assert scores.shape == (6, LABELS) and np.all(np.isfinite(scores))
     # Float and weight-only modes follow the Keras model closely; integer ones within a few steps.
-    tolerance = {convert.NO_QUANTIZATION: 1e-5, convert.FLOAT16: 1e-2,
-                 convert.DYNAMIC_RANGE: 3e-2}.get(mode, 0.05)
+    tolerance = {quantization.NO_QUANTIZATION: 1e-5, quantization.FLOAT16: 1e-2,
+                 quantization.DYNAMIC_RANGE: 3e-2}.get(mode, 0.05)
     assert np.abs(scores - expected).mean() <= tolerance
     report = tflite_report.analyze(content)
     assert report["macs"] > 0 or architecture == "single_fc" and report["ops"].get("FULLY_CONNECTED")
@@ -115,8 +124,7 @@ def test_report_counts_match_the_keras_model(architecture):
     # Non-zero weights everywhere: the converter drops biases that are all zero.
     rng = np.random.default_rng(0)
     model.set_weights([rng.uniform(0.05, 0.3, weight.shape) for weight in model.get_weights()])
-    report = tflite_report.analyze(convert.convert_model(model, convert.NO_QUANTIZATION,
-                                                         "float32", None, 1.0))
+    report = tflite_report.analyze(quantization.convert_model(model, FLOAT32, None))
     assert report["macs"] == models.count_macs(model)
     if architecture == "cnn":
         # The converter folds the bias of cnn's linear bottleneck layer into the next
@@ -128,14 +136,14 @@ def test_report_counts_match_the_keras_model(architecture):
 
 
 def test_peak_memory_of_a_tiny_dnn_equals_the_hand_computed_value():
-    settings = models.prepare_model_settings(4, 16000, 1000, 40, 40, 10)  # 25 x 10 = 250 inputs
+    settings = features.prepare_model_settings(4, 16000, 1000, 40, 40, 10)  # 25 x 10 = 250 inputs
     tf.keras.utils.set_random_seed(0)
     model = models.create_model(settings, "dnn", (16, 16))  # 250 -> 16 -> 16 -> 4
     n = settings.fingerprint_size
-    calibration = fingerprints(8, settings)
+    representative = fingerprints(8, settings)
 
     float_report = tflite_report.analyze(
-        convert.convert_model(model, convert.NO_QUANTIZATION, "float32", None, 1.0))
+        quantization.convert_model(model, FLOAT32, None))
     # Ops: FC(250->16), FC(16->16), FC(16->4), SOFTMAX. The first FC holds its float
     # input and output at once: 250*4 + 16*4 bytes; every later op holds less.
     assert float_report["ops"] == {"FULLY_CONNECTED": 3, "SOFTMAX": 1}
@@ -147,13 +155,13 @@ def test_peak_memory_of_a_tiny_dnn_equals_the_hand_computed_value():
     assert float_report["parameters"] == 4320  # the converter drops the all-zero biases
 
     int8_report = tflite_report.analyze(
-        convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0))
+        quantization.convert_model(model, INT8, representative))
     # QUANTIZE first: the float input (4 bytes each) and its int8 copy are alive together.
     assert int8_report["ops"] == {"FULLY_CONNECTED": 3, "DEQUANTIZE": 1, "QUANTIZE": 1,
                                   "SOFTMAX": 1}
     assert int8_report["peak_activation_bytes"] == 4 * n + n == 1250
     int8_io_report = tflite_report.analyze(
-        convert.convert_model(model, convert.FULL_INTEGER, "int8", calibration, 1.0))
+        quantization.convert_model(model, INT8_IO, representative))
     # int8 input straight into the first FC: 250 + 16 bytes.
     assert int8_io_report["peak_activation_bytes"] == n + 16 == 266
 
@@ -167,11 +175,10 @@ def test_liveness_plan_of_a_hand_made_graph():
 
 
 def test_c_array_holds_the_model_and_its_length(tmp_path):
-    content = convert.convert_model(tiny_model("dnn"), convert.FULL_INTEGER, "int8",
-                                    fingerprints(4), 1.0)
+    content = quantization.convert_model(tiny_model("dnn"), INT8_IO, fingerprints(4))
     tflite_path = str(tmp_path / "dnn_quantized.tflite")
     cli.write_atomically(tflite_path, content)
-    source_path, header_path = convert.write_c_array(tflite_path, content)
+    source_path, header_path = tflite_report.write_c_array(tflite_path, content)
     source = open(source_path).read()
     header = open(header_path).read()
     assert "alignas(16) const unsigned char dnn_quantized_tflite[] = {" in source
@@ -193,10 +200,10 @@ def test_unsupported_int16_op_is_one_clear_line():
     inputs = tf.keras.Input((20,))
     normalized = tf.keras.layers.Lambda(lambda x: tf.math.l2_normalize(x, axis=-1))(inputs)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(normalized))
-    calibration = np.random.default_rng(0).normal(0, 1, (4, 20)).astype(np.float32)
-    convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0)  # int8 works
+    representative = np.random.default_rng(0).normal(0, 1, (4, 20)).astype(np.float32)
+    quantization.convert_model(model, INT8, representative)  # int8 works
     with pytest.raises(UsageError) as error:
-        convert.convert_model(model, convert.FULL_INTEGER, "int16", calibration, 1.0)
+        quantization.convert_model(model, INT16X8, representative)
     message = str(error.value)
     assert "L2_NORMALIZATION" in message and "int16x8" in message and "\n" not in message
 
@@ -205,34 +212,34 @@ def test_op_without_int16_kernel_at_run_time_is_one_clear_line():
     inputs = tf.keras.Input((20,))
     difference = tf.keras.layers.Lambda(lambda x: tf.math.squared_difference(x, 0.5 * x))(inputs)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(difference))
-    calibration = np.random.default_rng(0).normal(0, 1, (4, 20)).astype(np.float32)
-    content = convert.convert_model(model, convert.FULL_INTEGER, "int16", calibration, 1.0)
+    representative = np.random.default_rng(0).normal(0, 1, (4, 20)).astype(np.float32)
+    content = quantization.convert_model(model, INT16X8, representative)
     with pytest.raises(UsageError) as error:
-        convert.check_runs(content, calibration, convert.FULL_INTEGER, "int16")
+        quantization.check_runs(content, representative, INT16X8)
     message = str(error.value)
     assert "SQUARED_DIFFERENCE" in message and "int16x8" in message and "\n" not in message
 
 
 def test_failing_op_reads_converter_and_interpreter_messages():
-    assert convert.failing_op("Quantization to 16x8-bit not yet supported for op: "
+    assert quantization.failing_op("Quantization to 16x8-bit not yet supported for op: "
                               "'UNIDIRECTIONAL_SEQUENCE_LSTM'.") == "UNIDIRECTIONAL_SEQUENCE_LSTM"
-    assert convert.failing_op("loc(x): error: 'tf.TensorListReserve' op requires element_shape"
+    assert quantization.failing_op("loc(x): error: 'tf.TensorListReserve' op requires element_shape"
                               ) == "TENSOR_LIST_RESERVE"
-    assert convert.failing_op("Node number 3 (FULLY_CONNECTED) failed to prepare.") == \
+    assert quantization.failing_op("Node number 3 (FULLY_CONNECTED) failed to prepare.") == \
         "FULLY_CONNECTED"
 
 
 def saturated_lstm():
     """A tiny basic_lstm whose large weights drive the gates and cell state far into
     saturation, and calibration fingerprints for it."""
-    settings = models.prepare_model_settings(LABELS, 16000, 200, 40, 20, 10)
+    settings = features.prepare_model_settings(LABELS, 16000, 200, 40, 20, 10)
     model = tiny_model("basic_lstm", settings)
     model.set_weights([weight * 20 for weight in model.get_weights()])
     return model, fingerprints(16, settings)
 
 
 def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
-    model, calibration = saturated_lstm()
+    model, representative = saturated_lstm()
 
     def limited_inputs(content):
         """How many TANH / LOGISTIC inputs have an int8 range within the limits."""
@@ -241,15 +248,14 @@ def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
         details = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
         count = 0
         for op in interpreter._get_ops_details():  # pylint: disable=protected-access
-            limit = convert.SATURATING_INPUT_LIMITS.get(op["op_name"])
+            limit = calibration.SATURATING_INPUT_LIMITS.get(op["op_name"])
             if limit and details[op["inputs"][0]]["quantization"][0] <= 2 * limit / 255 * 1.01:
                 count += 1
         return count
 
-    limited = limited_inputs(convert.convert_model(model, convert.FULL_INTEGER, "float32",
-                                                   calibration, 1.0))
-    monkeypatch.setattr(convert, "SATURATING_INPUT_LIMITS", {})
-    plain = convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0)
+    limited = limited_inputs(quantization.convert_model(model, INT8, representative))
+    monkeypatch.setattr(calibration, "SATURATING_INPUT_LIMITS", {})
+    plain = quantization.convert_model(model, INT8, representative)
     monkeypatch.undo()
     # The cell states (read by TANH) are limited; gates that come out of a SPLIT keep
     # the scale of the SPLIT's input, which TFLite requires.
@@ -257,7 +263,7 @@ def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
 
 
 def test_products_of_limited_ranges_are_narrowed(monkeypatch):
-    model, calibration = saturated_lstm()
+    model, representative = saturated_lstm()
 
     def wider_than_inputs_allow(content):
         """How many MUL / ADD outputs of two computed tensors have an int8 range wider (by
@@ -289,9 +295,9 @@ def test_products_of_limited_ranges_are_narrowed(monkeypatch):
             count += low < bound_low - 2 * step or high > bound_high + 2 * step
         return count
 
-    narrowed = convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0)
-    monkeypatch.setattr(convert, "narrow_to_input_ranges", lambda graph, codes: False)
-    plain = convert.convert_model(model, convert.FULL_INTEGER, "float32", calibration, 1.0)
+    narrowed = quantization.convert_model(model, INT8, representative)
+    monkeypatch.setattr(calibration, "narrow_to_input_ranges", lambda graph, codes: False)
+    plain = quantization.convert_model(model, INT8, representative)
     monkeypatch.undo()
     assert wider_than_inputs_allow(plain) > 0  # the f * c products of the limited cell states
     assert wider_than_inputs_allow(narrowed) == 0
@@ -301,11 +307,11 @@ def test_products_of_limited_ranges_are_narrowed(monkeypatch):
 def test_input_range_clips_digital_silence_only(silent_clips):
     values = fingerprints(50)
     values[:silent_clips, :10] = -247.0  # frames of digital silence
-    clipped = convert.clip_input_range(values, 1.0)
+    clipped = calibration.clip_input_range(values, 1.0)
     assert clipped.min() > -247.0
     assert clipped.min() == pytest.approx(np.percentile(values[values > -247.0], 1.0))
     assert np.array_equal(clipped[values > clipped.min()], values[values > clipped.min()])
-    assert convert.clip_input_range(values, 0.0).min() == -247.0
+    assert calibration.clip_input_range(values, 0.0).min() == -247.0
 
 
 # ---------------------------------------------------------------- the command line
@@ -325,12 +331,12 @@ def trained(tmp_path_factory):
         (test_dir / label).mkdir(parents=True)
         for path in sorted((data_dir / source).glob("*.wav"))[:3]:
             shutil.copy(path, test_dir / label / path.name)
-    settings = models.prepare_model_settings(4, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)
     model = models.create_model(settings, "dnn", (16, 16))
-    fingerprinter = input_data.Fingerprinter(settings)
+    fingerprinter = features.Fingerprinter(settings)
     paths = sorted(data_dir.glob("*/*.wav"))
     paths = [path for path in paths if path.parent.name != "_background_noise_"]
-    clips, _, _ = input_data.load_clips([str(path) for path in paths], 16000, 16000)
+    clips, _, _ = audio_io.load_clips([str(path) for path in paths], 16000, 16000)
     labels = np.array([{"yes": 2, "no": 3}.get(path.parent.name, 1) for path in paths])
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01),
                   loss="sparse_categorical_crossentropy")
@@ -384,10 +390,10 @@ def test_default_file_names(trained, tmp_path, monkeypatch):
                                           "--representative_samples", "10"]))
     assert sorted(os.listdir(tmp_path)) == ["dnn.tflite", "dnn_float16.tflite",
                                             "dnn_quantized.tflite"]
-    assert convert.default_output_file("ds_cnn", convert.FULL_INTEGER, "int16") == \
+    assert quantization.default_output_file("ds_cnn", INT16X8) == \
         "ds_cnn_quantized_int16x8.tflite"
-    assert convert.default_output_file("gru", convert.DYNAMIC_RANGE, "float32") == \
-        "gru_dynamic_range.tflite"
+    dynamic_range = quantization.MODES[(quantization.DYNAMIC_RANGE, "float32")]
+    assert quantization.default_output_file("gru", dynamic_range) == "gru_dynamic_range.tflite"
 
 
 def test_only_a_test_dir_says_what_calibration_needs(trained, tmp_path):

@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 import soundfile
 
+import checkpoints
 import cli
+import features
+import input_data
+import models
+import quantization
+import test
+import test_tflite
 from cli import UsageError
 from conftest import (SAMPLE_RATE, TINY_FEATURE_FLAGS, WANTED, fake_speakers, make_speech_commands,
                       processor)
-import checkpoints
-import convert
-import input_data
-import models
-import test
-import test_tflite
+
+FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 
 COMPRESSED = {".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".opus": ("OGG", "OPUS")}
 
@@ -56,7 +59,7 @@ def test_load_evaluation_folder_reads_compressed_clips(tmp_path):
 
 
 def processor_settings():
-    return models.prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
+    return features.prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
 
 
 def test_decoded_clips_are_cached_and_a_changed_file_decodes_again(tmp_path, capsys):
@@ -127,11 +130,10 @@ def everything_in_testing(tmp_path):
 
 
 def tiny_dnn_tflite(tmp_path) -> str:
-    settings = models.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 10)
     model = models.create_model(settings, "dnn", (8,))
     path = str(tmp_path / "dnn.tflite")
-    cli.write_atomically(path, convert.convert_model(model, convert.NO_QUANTIZATION, "float32",
-                                                     None, 1.0))
+    cli.write_atomically(path, quantization.convert_model(model, FLOAT32, None))
     return path
 
 
@@ -149,7 +151,7 @@ def test_test_tflite_skips_an_empty_partition(tmp_path, capsys):
 def test_test_py_with_both_partitions_empty_is_a_usage_error(tmp_path):
     data = make_speech_commands(tmp_path / "data", words=("yes", "no"), unknown_words=("cat",),
                                 speakers=fake_speakers((4, 0, 0)))
-    settings = models.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 10)
     checkpoint = str(tmp_path / "ckpt" / "dnn")
     checkpoints.save_weights_atomically(models.create_model(settings, "dnn", (8,)), checkpoint)
     args = test.build_parser().parse_args(

@@ -13,12 +13,16 @@ import numpy as np
 import pytest
 import soundfile
 
+import audio_io
+import augmentation
 import cli
+import download
+import features
 import input_data
 from cli import UsageError
 from conftest import (SAMPLE_RATE, UNKNOWN, WANTED, ds_cnn_settings,
                       fake_speakers, google_which_set, make_speech_commands, processor, write_wav)
-from models import prepare_model_settings
+from features import prepare_model_settings
 
 DS_CNN = ds_cnn_settings()
 
@@ -153,18 +157,18 @@ def test_fingerprinter_equals_tf_ops(window_size_ms, window_stride_ms, dct_coeff
     settings = prepare_model_settings(12, SAMPLE_RATE, 1000, window_size_ms, window_stride_ms,
                                       dct_coefficient_count)
     clips = sample_clips()
-    fingerprints = input_data.Fingerprinter(settings).numpy(clips, batch_size=4)
+    fingerprints = features.Fingerprinter(settings).numpy(clips, batch_size=4)
     assert fingerprints.shape == (len(clips), settings.fingerprint_size)
     assert fingerprints.dtype == np.float32
     for clip, fingerprint in zip(clips, fingerprints):
-        reference = input_data.reference_fingerprint(clip.astype(np.float32) / 32768.0, settings)
+        reference = features.reference_fingerprint(clip.astype(np.float32) / 32768.0, settings)
         assert reference.shape == fingerprint.shape
         scale = np.abs(reference).max()
         np.testing.assert_allclose(fingerprint, reference, rtol=0, atol=1e-5 * scale)
 
 
 def test_fingerprinter_numpy_is_independent_of_batching():
-    fingerprinter = input_data.Fingerprinter(DS_CNN)
+    fingerprinter = features.Fingerprinter(DS_CNN)
     clips = sample_clips()
     whole = fingerprinter.numpy(clips)
     np.testing.assert_allclose(fingerprinter.numpy(clips, batch_size=2), whole, rtol=0, atol=1e-4)
@@ -176,7 +180,7 @@ def test_fingerprinter_numpy_is_independent_of_batching():
 
 def test_time_shift_never_exceeds_the_flag(data_dir):
     audio = processor(data_dir, time_shift_ms=50, background_frequency=0, background_volume=0)
-    shift = audio.time_shift_samples
+    shift, = [step.samples for step in audio.transforms if isinstance(step, augmentation.TimeShift)]
     assert shift == 800
     clips = np.zeros((500, SAMPLE_RATE), dtype=np.int16)
     clips[:, 8000] = 16384
@@ -204,7 +208,7 @@ def test_no_augmentation_gives_clean_clips_and_noisy_silence(data_dir):
     batch, labels = next(audio.training_batches(60))
     silence = labels == input_data.SILENCE_INDEX
     assert silence.any() and (~silence).any()
-    clean = {path: input_data.read_wav(path, SAMPLE_RATE, SAMPLE_RATE)
+    clean = {path: audio_io.read_wav(path, SAMPLE_RATE, SAMPLE_RATE)
              for path, _ in audio.data_index["training"] if path}
     # Which clip each row is: find it among the clean clips.
     clean_rows = {clip.tobytes(): clip for clip in clean.values()}
@@ -293,6 +297,8 @@ def test_no_training_samples_is_a_usage_error(tmp_path):
 def test_from_flags(data_dir):
     parser = cli.make_parser("test")
     input_data.add_data_flags(parser)
+    input_data.add_label_flags(parser)
+    features.add_feature_flags(parser)
     args = parser.parse_args(["--data_url", "", "--data_dir", str(data_dir),
                               "--wanted_words", "yes,no", "--window_size_ms", "40",
                               "--window_stride_ms", "20", "--dct_coefficient_count", "10"])
@@ -362,7 +368,7 @@ def test_read_wav_converts_formats(tmp_path, rate, subtype, channels, tolerance)
     path = tmp_path / "clip.wav"
     soundfile.write(path, audio, rate, subtype=subtype)
     assert soundfile.info(str(path)).subtype == subtype
-    clip = input_data.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE)
+    clip = audio_io.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE)
     assert clip.dtype == np.int16 and clip.shape == (SAMPLE_RATE,)
     edge = 200 if rate != SAMPLE_RATE else 0  # resampling filters ring at the ends
     error = np.abs(clip.astype(np.float64) - SINE * 32768)[edge:SAMPLE_RATE - edge]
@@ -371,18 +377,18 @@ def test_read_wav_converts_formats(tmp_path, rate, subtype, channels, tolerance)
 
 def test_read_wav_pads_and_crops(tmp_path):
     full = np.round(SINE * 32767).astype(np.int16)
-    short = input_data.read_wav(str(write_wav(tmp_path / "short.wav", full[:6000])),
+    short = audio_io.read_wav(str(write_wav(tmp_path / "short.wav", full[:6000])),
                                 SAMPLE_RATE, SAMPLE_RATE)
     np.testing.assert_array_equal(short[:6000], full[:6000])
     assert short.shape == (SAMPLE_RATE,) and not short[6000:].any()
     long_clip = np.concatenate([full, full[:8000]])
-    cropped = input_data.read_wav(str(write_wav(tmp_path / "long.wav", long_clip)),
+    cropped = audio_io.read_wav(str(write_wav(tmp_path / "long.wav", long_clip)),
                                   SAMPLE_RATE, SAMPLE_RATE)
     np.testing.assert_array_equal(cropped, full)
     # A truncated file that ends in half a sample keeps its whole samples.
     truncated = tmp_path / "truncated.wav"
     truncated.write_bytes((tmp_path / "short.wav").read_bytes()[:-1])
-    np.testing.assert_array_equal(input_data.read_wav(str(truncated), SAMPLE_RATE, 16)[:16],
+    np.testing.assert_array_equal(audio_io.read_wav(str(truncated), SAMPLE_RATE, 16)[:16],
                                   full[:16])
 
 
@@ -396,7 +402,7 @@ def test_unreadable_files_are_reported_and_skipped(tmp_path, capsys):
     soundfile.write(stereo, np.stack([SINE, SINE], axis=1)[::2], 8000, subtype="PCM_24")
     for bad in (empty, garbage):
         with pytest.raises(ValueError, match=str(bad)):
-            input_data.read_wav(str(bad), SAMPLE_RATE, SAMPLE_RATE)
+            audio_io.read_wav(str(bad), SAMPLE_RATE, SAMPLE_RATE)
     audio = processor(data, wanted_words=["yes", "no"], validation_percentage=0,
                       testing_percentage=0)
     err = capsys.readouterr().err
@@ -428,7 +434,7 @@ def test_wanted_word_without_folder(data_dir):
 
 def test_download_unreachable_url(tmp_path):
     with pytest.raises(UsageError, match="--data_url ''"):
-        input_data.maybe_download_and_extract_dataset("http://127.0.0.1:9/x.tar.gz",
+        download.maybe_download_and_extract_dataset("http://127.0.0.1:9/x.tar.gz",
                                                       str(tmp_path / "data"))
 
 
@@ -440,15 +446,15 @@ def test_download_and_extract_once(tmp_path):
         tar.add(source / "yes", arcname="yes")
     url = "file://" + urllib.parse.quote(str(archive))
     data = tmp_path / "data"
-    input_data.maybe_download_and_extract_dataset(url, str(data))
+    download.maybe_download_and_extract_dataset(url, str(data))
     extracted = data / "yes" / "0a0a0a0a_nohash_0.wav"
     assert extracted.read_bytes() == (source / "yes" / "0a0a0a0a_nohash_0.wav").read_bytes()
     extracted.unlink()
-    input_data.maybe_download_and_extract_dataset(url, str(data))
+    download.maybe_download_and_extract_dataset(url, str(data))
     assert not extracted.exists()  # the second call neither downloads nor extracts
 
 
 def test_empty_data_url_does_nothing(tmp_path):
-    input_data.maybe_download_and_extract_dataset("", str(tmp_path / "data"))
+    download.maybe_download_and_extract_dataset("", str(tmp_path / "data"))
     assert not (tmp_path / "data").exists()
     assert os.listdir(tmp_path) == []

@@ -7,7 +7,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import cli
 import models
-from models import ModelSettings
+from features import ModelSettings
 
 tf = cli.import_tensorflow()
 
@@ -61,8 +61,7 @@ def settings(dct_coefficient_count: int = 40) -> ModelSettings:
 def build(name: str, model_size_info: Sequence[int],
           dct_coefficient_count: int = 40) -> tf.keras.Model:
     """Builds a registered architecture for 49 frames of dct_coefficient_count features."""
-    builder = models.MODELS[name].builder
-    return builder(settings(dct_coefficient_count), model_size_info)
+    return models.create_model(settings(dct_coefficient_count), name, model_size_info)
 
 
 def test_registry_covers_the_zoo():

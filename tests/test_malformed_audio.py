@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
+import audio_io
 from conftest import SAMPLE_RATE, make_speech_commands, processor
-import input_data
 
 MUTANTS_PER_FORMAT = 150
 FORMATS = (("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "OPUS"))
@@ -65,7 +65,7 @@ def mutant_files(tmp_path_factory):
 def test_valid_originals_read(mutant_files):
     root, _ = mutant_files
     for extension, _, _ in FORMATS:
-        clip = input_data.read_wav(str(root / f"valid.{extension}"), SAMPLE_RATE, SAMPLE_RATE)
+        clip = audio_io.read_wav(str(root / f"valid.{extension}"), SAMPLE_RATE, SAMPLE_RATE)
         assert clip.dtype == np.int16 and clip.shape == (SAMPLE_RATE,)
         assert np.abs(clip[:len(CLIP)]).max() > 5000 and not clip[len(CLIP) + 400:].any()
 
@@ -75,7 +75,7 @@ def test_every_mutant_decodes_or_is_one_value_error(mutant_files):
     outcomes = {}
     for path in paths:
         try:
-            clip = input_data.read_wav(path, SAMPLE_RATE, SAMPLE_RATE)
+            clip = audio_io.read_wav(path, SAMPLE_RATE, SAMPLE_RATE)
         except ValueError as error:
             check_one_line_error(error, path)
             outcomes[path] = "error"
@@ -89,7 +89,7 @@ def test_every_mutant_decodes_or_is_one_value_error(mutant_files):
 
 def test_load_clips_over_all_mutants_never_raises(mutant_files):
     _, paths = mutant_files
-    clips, kept, errors = input_data.load_clips(paths, SAMPLE_RATE, SAMPLE_RATE)
+    clips, kept, errors = audio_io.load_clips(paths, SAMPLE_RATE, SAMPLE_RATE)
     assert clips.dtype == np.int16 and clips.shape == (len(kept), SAMPLE_RATE)
     assert len(kept) + len(errors) == len(paths)
     unreadable = [path for i, path in enumerate(paths) if i not in set(kept)]
@@ -112,12 +112,12 @@ def test_chunk_that_makes_wave_raise_runtime_error(tmp_path):
     import wave
     with pytest.raises(RuntimeError):
         wave.open(str(path)).close()
-    for read in (lambda: input_data.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE),
-                 lambda: input_data.read_audio(str(path), SAMPLE_RATE)):
+    for read in (lambda: audio_io.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE),
+                 lambda: audio_io.read_audio(str(path), SAMPLE_RATE)):
         with pytest.raises(ValueError) as error:
             read()
         check_one_line_error(error.value, path)
-    _, kept, errors = input_data.load_clips([str(path)], SAMPLE_RATE, SAMPLE_RATE)
+    _, kept, errors = audio_io.load_clips([str(path)], SAMPLE_RATE, SAMPLE_RATE)
     assert kept == [] and len(errors) == 1 and errors[0].startswith(f"{path}: ")
 
 
@@ -126,7 +126,7 @@ def read_with_peak(path):
     tracemalloc.start()
     try:
         try:
-            result = input_data.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE)
+            result = audio_io.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE)
         except ValueError as error:
             result = error
         return result, tracemalloc.get_traced_memory()[1]
@@ -167,7 +167,7 @@ def test_absurd_lengths_and_rates_allocate_no_gigabytes(tmp_path):
 def test_missing_file_and_folder_are_one_line_errors(tmp_path):
     for path in (tmp_path / "absent.wav", tmp_path):
         with pytest.raises(ValueError) as error:
-            input_data.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE)
+            audio_io.read_wav(str(path), SAMPLE_RATE, SAMPLE_RATE)
         check_one_line_error(error.value, path)
 
 

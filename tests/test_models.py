@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import cli
+import features
 import models
 
 tf = cli.import_tensorflow()
@@ -13,7 +14,7 @@ ARM_PRETRAINED = (Path(__file__).resolve().parents[1].parent / "shared" / "refer
                   / "arm_pretrained")
 
 # 9 frames x 4 coefficients, 3 labels: small enough to build every model in well under a second.
-TINY_SETTINGS = models.prepare_model_settings(label_count=3, sample_rate=16000,
+TINY_SETTINGS = features.prepare_model_settings(label_count=3, sample_rate=16000,
                                               clip_duration_ms=200, window_size_ms=40,
                                               window_stride_ms=20, dct_coefficient_count=4)
 TINY_SIZES = {
@@ -42,10 +43,10 @@ ARM_CHECKPOINTS = [
 ]
 
 
-def arm_settings(architecture: str) -> models.ModelSettings:
+def arm_settings(architecture: str) -> features.ModelSettings:
     """The features Arm trained with: 49 (DNN: 25) frames of 10 MFCCs, 12 labels."""
     window_stride_ms = 40 if architecture == "dnn" else 20
-    return models.prepare_model_settings(12, 16000, 1000, 40, window_stride_ms, 10)
+    return features.prepare_model_settings(12, 16000, 1000, 40, window_stride_ms, 10)
 
 
 def model_variables(prefix: str) -> dict:

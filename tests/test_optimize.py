@@ -17,8 +17,11 @@ import checkpoints
 import cli
 import input_data
 import models
+import optimization
+import optimization_report
+import optimization_stages
 import optimize
-import test_tflite
+import tflite_model
 
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
@@ -74,7 +77,7 @@ def optimize_flags(technique, architecture_flags, checkpoint, data_dir, train_di
 
 def kernel_table(model):
     """Layer kind ('conv2d', 'depthwise', 'pointwise', 'dense') -> KernelStats of a tiny DS-CNN."""
-    stats = optimize.kernel_stats(model, names=["" for _ in model.layers])
+    stats = optimization_report.kernel_stats(model, names=["" for _ in model.layers])
     return dict(zip(("conv2d", "depthwise", "pointwise", "dense"), stats))
 
 
@@ -85,7 +88,7 @@ def converts_to_int8(model):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = lambda: ([sample[None]] for sample in calibration)
-    scores = test_tflite.TFLiteModel(content=converter.convert()).predict(calibration[:2])
+    scores = tflite_model.TFLiteModel(content=converter.convert()).predict(calibration[:2])
     assert scores.shape == (2, model.output_shape[-1])
 
 
@@ -106,9 +109,12 @@ def optimized(data_dir, start_checkpoints, train_dir):
     loaded into a plain model and converted to int8 (by optimize.py itself after QAT)."""
     def run(technique, architecture="tiny"):
         flags = TINY_DS_CNN if architecture == "tiny" else WIDE_DS_CNN
-        prefix = optimize.optimize(parse(*optimize_flags(
-            technique, flags, start_checkpoints[architecture], data_dir, train_dir)))
-        assert prefix.startswith(str(train_dir / technique))
+        optimize.main(parse(*optimize_flags(technique, flags, start_checkpoints[architecture],
+                                            data_dir, train_dir)))
+        results = [path for path in train_dir.iterdir()
+                   if re.fullmatch(re.escape(technique) + r"_\d\.\d{4}\.ckpt\.index", path.name)]
+        assert len(results) == 1, results  # <train_dir>/<technique>_<accuracy>.ckpt, earlier ones replaced
+        prefix = str(results[0])[:-len(".index")]
         model = model_of(flags)
         checkpoints.load_weights(model, prefix)  # plain layers, plain architecture flags
         if "qat" in technique:
@@ -151,12 +157,12 @@ def test_prune_2by4_prunes_supported_layers_and_says_which_stay_dense(optimized,
 
 def test_is_m_by_n_reads_blocks_along_input_channels():
     kernel = np.ones((8, 2), dtype=np.float32)  # Dense: 8 inputs, 2 outputs
-    assert not optimize.is_m_by_n(kernel)
+    assert not optimization_report.is_m_by_n(kernel)
     kernel[[0, 1, 4, 5], 0] = 0
     kernel[[2, 3, 6, 7], 1] = 0
-    assert optimize.is_m_by_n(kernel)
+    assert optimization_report.is_m_by_n(kernel)
     kernel[4, 0] = 1
-    assert not optimize.is_m_by_n(kernel)
+    assert not optimization_report.is_m_by_n(kernel)
 
 
 def int8_tensor_types(content):
@@ -205,12 +211,12 @@ def input_floor_of(content):
 
 def test_qat_ranges_start_at_the_data_ranges_and_batch_norm_is_left_alone():
     model = model_of(TINY_DS_CNN)
-    plan = optimize.plan_stage(model, optimize.Stage("qat"), None)
-    wrapped = optimize.wrap(model, optimize.Stage("qat"), plan, None)
+    stage = optimization_stages.QuantizationAware()
+    wrapped = stage.wrap(model, stage.plan(model, None), None)
     moving = {weight.name: weight.numpy() for weight in wrapped.non_trainable_weights
               if "moving_" in weight.name}
     fingerprints = np.random.default_rng(0).normal(size=(32, model.input_shape[-1])).astype(np.float32)
-    optimize.calibrate_activation_ranges(wrapped, fingerprints)
+    optimization_stages.calibrate_activation_ranges(wrapped, fingerprints)
     relu = {weight.name: float(weight.numpy()) for weight in wrapped.non_trainable_weights
             if weight.name.startswith("quant_re_lu") and "output_m" in weight.name}
     assert len(relu) == 6, relu  # min and max of the three ReLUs
@@ -273,7 +279,7 @@ def test_unsupported_architecture_is_a_clear_error_before_training(tmp_path):
     args = parse(*optimize_flags("qat", flags, start_checkpoint("basic_lstm", ["16"], tmp_path),
                                  tmp_path / "no_data", tmp_path / "train"))
     with pytest.raises(cli.UsageError, match="no QAT for recurrent layers"):
-        optimize.optimize(args)
+        optimize.main(args)
     assert not (tmp_path / "train").exists()
 
 
@@ -297,4 +303,4 @@ def test_unsupported_architecture_on_the_command_line_is_one_line_and_exit_2(tmp
 def test_inconsistent_pruning_flags_are_clear_errors(flags, message, tmp_path):
     args = parse(*optimize_flags("prune", TINY_DS_CNN, "-", tmp_path, tmp_path), *flags)
     with pytest.raises(cli.UsageError, match=message):
-        optimize.check_flags(args)
+        optimization.check_flags(args)

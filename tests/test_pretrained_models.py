@@ -9,12 +9,13 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
+
 import checkpoints
 import convert
+import features
 import input_data
 import models
-import test_tflite
-
+import tflite_model
 from conftest import ROOT, SHARED
 
 DEV_DIR = SHARED / "data" / "speech_commands_test_v0.02_dev"
@@ -60,7 +61,7 @@ def test_checkpoint_loads_with_the_plain_flags_and_fits_its_tflite(args):
     settings = input_data.model_settings_from_flags(args)
     model = models.create_model(settings, args.model_architecture, args.model_size_info)
     checkpoints.load_weights(model, str(ROOT / args.checkpoint))
-    tflite = test_tflite.TFLiteModel(str(ROOT / args.output_file))
+    tflite = tflite_model.TFLiteModel(str(ROOT / args.output_file))
     assert tflite.input_shape[-1] == settings.fingerprint_size
     report = json.loads((ROOT / args.report_json).read_text())
     assert report["report"]["file_bytes"] == (ROOT / args.output_file).stat().st_size
@@ -72,7 +73,7 @@ def test_int8_accuracy_on_real_speech_is_what_the_readme_states(args):
     settings = input_data.model_settings_from_flags(args)
     words = input_data.prepare_words_list(input_data.wanted_words_from_flags(args))
     clips, labels, _ = input_data.load_evaluation_folder(str(DEV_DIR), words, settings)
-    fingerprints = input_data.Fingerprinter(settings).numpy(clips)
-    scores = test_tflite.TFLiteModel(str(ROOT / args.output_file)).predict(fingerprints)
+    fingerprints = features.Fingerprinter(settings).numpy(clips)
+    scores = tflite_model.TFLiteModel(str(ROOT / args.output_file)).predict(fingerprints)
     accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
     assert accuracy == pytest.approx(readme_table()[model_name(args)][1], abs=5e-5)

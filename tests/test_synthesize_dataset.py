@@ -1,4 +1,4 @@
-"""Tests of synthesize_dataset.py: format, layout, determinism, noise, flags."""
+"""Tests of synthesis and synthesize_dataset.py: format, layout, determinism, noise, flags."""
 import os
 import re
 import shutil
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import cli
-import synthesize_dataset
+import synthesis
+import synthesis_engines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = ["sheila", "visual"]
@@ -43,7 +44,7 @@ def write_test_wav(path, rate=16000, seconds=2):
 def dataset(tmp_path_factory):
     """A small data set made with one process."""
     output_dir = str(tmp_path_factory.mktemp("synthetic"))
-    summary = synthesize_dataset.synthesize(output_dir, WORDS, CLIPS_PER_WORD, seed=0, jobs=1)
+    summary = synthesis.synthesize(output_dir, WORDS, CLIPS_PER_WORD, seed=0, jobs=1)
     return output_dir, summary
 
 
@@ -92,17 +93,17 @@ def test_clip_numbers_count_a_speakers_clips_of_a_word(dataset):
 
 def test_same_seed_gives_same_bytes_whatever_the_jobs(dataset, tmp_path):
     output_dir, _ = dataset
-    synthesize_dataset.synthesize(str(tmp_path), WORDS, CLIPS_PER_WORD, seed=0, jobs=2)
+    synthesis.synthesize(str(tmp_path), WORDS, CLIPS_PER_WORD, seed=0, jobs=2)
     assert read_tree(str(tmp_path)) == read_tree(output_dir)
 
 
 def test_other_seed_gives_other_speakers_and_clips():
-    engine = synthesize_dataset.EspeakEngine()
+    engine = synthesis_engines.EspeakEngine()
     plans = []
     for seed in (0, 1):
-        speakers = synthesize_dataset.draw_speakers(engine, CLIPS_PER_WORD, seed)
-        plans.append(synthesize_dataset.plan_clips("out", "espeak", "yes", CLIPS_PER_WORD,
-                                                   speakers, seed))
+        speakers = synthesis.draw_speakers(engine, CLIPS_PER_WORD, seed)
+        plans.append(synthesis.plan_clips("out", "espeak", "yes", CLIPS_PER_WORD,
+                                          speakers, seed))
     assert {clip.path for clip in plans[0]}.isdisjoint(clip.path for clip in plans[1])
     assert {clip.seed for clip in plans[0]}.isdisjoint(clip.seed for clip in plans[1])
 
@@ -112,8 +113,8 @@ def test_restart_writes_only_missing_clips_identically(dataset, tmp_path):
     shutil.copytree(output_dir, tmp_path / "out")
     removed = os.path.join("visual", sorted(os.listdir(tmp_path / "out" / "visual"))[-1])
     os.remove(tmp_path / "out" / removed)
-    summary = synthesize_dataset.synthesize(str(tmp_path / "out"), WORDS, CLIPS_PER_WORD,
-                                            seed=0, jobs=1)
+    summary = synthesis.synthesize(str(tmp_path / "out"), WORDS, CLIPS_PER_WORD,
+                                   seed=0, jobs=1)
     assert summary.written == 1
     assert read_tree(str(tmp_path / "out")) == read_tree(output_dir)
 
@@ -133,8 +134,8 @@ def test_background_dir_is_copied(tmp_path):
     background_dir.mkdir()
     write_test_wav(str(background_dir / "hum.wav"))
     output_dir = tmp_path / "out"
-    synthesize_dataset.synthesize(str(output_dir), ["yes"], 1, seed=0,
-                                  background_dir=str(background_dir), jobs=1)
+    synthesis.synthesize(str(output_dir), ["yes"], 1, seed=0,
+                         background_dir=str(background_dir), jobs=1)
     assert os.listdir(output_dir / "_background_noise_") == ["hum.wav"]
     assert (output_dir / "_background_noise_" / "hum.wav").read_bytes() == \
         (background_dir / "hum.wav").read_bytes()
@@ -143,8 +144,8 @@ def test_background_dir_is_copied(tmp_path):
 def test_background_dir_of_wrong_rate_is_refused(tmp_path):
     write_test_wav(str(tmp_path / "hum.wav"), rate=8000)
     with pytest.raises(cli.UsageError, match="8000 Hz"):
-        synthesize_dataset.synthesize(str(tmp_path / "out"), ["yes"], 1,
-                                      background_dir=str(tmp_path), jobs=1)
+        synthesis.synthesize(str(tmp_path / "out"), ["yes"], 1,
+                             background_dir=str(tmp_path), jobs=1)
 
 
 @pytest.mark.parametrize("flags", [

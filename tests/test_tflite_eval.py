@@ -5,18 +5,24 @@ import json
 import numpy as np
 import pytest
 
-import cli
-from cli import UsageError
-from conftest import SHARED, TINY_FEATURE_FLAGS, make_speech_commands, write_wav
 import checkpoints
-import convert
+import cli
+import evaluation
+import features
+import input_data
 import label_wav
 import models
+import quantization
 import test_tflite
+import tflite_model
+from cli import UsageError
+from conftest import SHARED, TINY_FEATURE_FLAGS, make_speech_commands, write_wav
 
 tf = cli.import_tensorflow()
 
-SETTINGS = models.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
+
+SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
 
 
 def tiny_dnn(settings=SETTINGS):
@@ -41,20 +47,20 @@ def dnn_files(tmp_path_factory):
     checkpoint = str(root / "ckpt" / "dnn")
     checkpoints.save_weights_atomically(model, checkpoint)
     paths = {"checkpoint": checkpoint, "root": root, "model": model}
-    calibration = fingerprints(16)
-    for name, mode, inference_type in (("float", convert.NO_QUANTIZATION, "float32"),
-                                       ("quantized", convert.FULL_INTEGER, "float32"),
-                                       ("int8", convert.FULL_INTEGER, "int8")):
+    representative = fingerprints(16)
+    for name, mode, inference_type in (("float", quantization.NO_QUANTIZATION, "float32"),
+                                       ("quantized", quantization.FULL_INTEGER, "float32"),
+                                       ("int8", quantization.FULL_INTEGER, "int8")):
         paths[name] = str(root / f"dnn_{name}.tflite")
-        cli.write_atomically(paths[name], convert.convert_model(model, mode, inference_type,
-                                                                calibration, 1.0))
+        mode = quantization.MODES[(mode, inference_type)]
+        cli.write_atomically(paths[name], quantization.convert_model(model, mode, representative))
     return paths
 
 
 def test_mismatched_input_says_which_settings_fit(dnn_files):
-    model = test_tflite.TFLiteModel(dnn_files["float"])  # 49 x 10 = 490 inputs
+    model = tflite_model.TFLiteModel(dnn_files["float"])  # 49 x 10 = 490 inputs
     args = parse(["--tflite_path", dnn_files["float"]])  # defaults: 98 x 40 = 3920
-    settings = test_tflite.input_data.model_settings_from_flags(args)
+    settings = input_data.model_settings_from_flags(args)
     with pytest.raises(UsageError) as error:
         model.check_settings(settings, args)
     message = str(error.value)
@@ -64,17 +70,17 @@ def test_mismatched_input_says_which_settings_fit(dnn_files):
 
 def test_hint_for_a_dnn_input_of_250():
     args = parse(["--tflite_path", "x.tflite"])
-    hint = test_tflite.fingerprint_hint(250, args)
+    hint = tflite_model.fingerprint_hint(250, args)
     assert "25 frames x 10 coefficients" in hint
     assert "--window_stride_ms 40 --dct_coefficient_count 10" in hint
     # A [batch, frames, coefficients] input shape tells them apart.
-    assert "--dct_coefficient_count 5" in test_tflite.fingerprint_hint(250, args, [1, 50, 5])
+    assert "--dct_coefficient_count 5" in tflite_model.fingerprint_hint(250, args, [1, 50, 5])
 
 
 def test_wrong_label_count_is_a_clear_error(dnn_files):
-    model = test_tflite.TFLiteModel(dnn_files["float"])
+    model = tflite_model.TFLiteModel(dnn_files["float"])
     args = parse(["--tflite_path", dnn_files["float"]] + TINY_FEATURE_FLAGS)
-    settings = test_tflite.input_data.model_settings_from_flags(args)
+    settings = input_data.model_settings_from_flags(args)
     with pytest.raises(UsageError, match="gives 4 scores, but the labels are 12"):
         model.check_settings(settings, args, ["x"] * 12)
 
@@ -83,14 +89,14 @@ def test_not_a_model_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.tflite"
     path.write_bytes(b"not a flatbuffer")
     with pytest.raises(UsageError, match="broken.tflite"):
-        test_tflite.TFLiteModel(str(path))
+        tflite_model.TFLiteModel(str(path))
     with pytest.raises(UsageError, match="no such file"):
-        test_tflite.TFLiteModel(str(tmp_path / "missing.tflite"))
+        tflite_model.TFLiteModel(str(tmp_path / "missing.tflite"))
 
 
 def test_float_model_matches_keras_in_batches(dnn_files):
     inputs = fingerprints(600, seed=3)
-    model = test_tflite.TFLiteModel(dnn_files["float"], batch_size=256)
+    model = tflite_model.TFLiteModel(dnn_files["float"], batch_size=256)
     scores = model.predict(inputs)
     assert model.batched
     np.testing.assert_allclose(scores, dnn_files["model"](inputs).numpy(), atol=1e-5)
@@ -100,8 +106,8 @@ def test_quantized_input_gives_what_float_input_gives(dnn_files):
     # The same calibration: an int8-input model after our quantization of the input
     # must predict exactly what the float-input model (QUANTIZE op inside) predicts.
     inputs = fingerprints(300, seed=4)
-    float_io = test_tflite.TFLiteModel(dnn_files["quantized"]).predict(inputs)
-    int8_model = test_tflite.TFLiteModel(dnn_files["int8"])
+    float_io = tflite_model.TFLiteModel(dnn_files["quantized"]).predict(inputs)
+    int8_model = tflite_model.TFLiteModel(dnn_files["int8"])
     assert int8_model.input_type == "int8"
     np.testing.assert_allclose(int8_model.predict(inputs), float_io, atol=1e-6)
 
@@ -112,8 +118,8 @@ def test_model_with_a_fixed_batch_runs_one_clip_at_a_time(tmp_path):
     hidden = tf.keras.layers.Lambda(lambda x: tf.reshape(x, [1, 4, 5]))(inputs)
     hidden = tf.keras.layers.Lambda(lambda x: tf.reshape(tf.reduce_sum(x, axis=1) , [1, 5]))(hidden)
     keras_model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(hidden))
-    content = convert.convert_model(keras_model, convert.NO_QUANTIZATION, "float32", None, 1.0)
-    model = test_tflite.TFLiteModel(content=content, batch_size=64)
+    content = quantization.convert_model(keras_model, FLOAT32, None)
+    model = tflite_model.TFLiteModel(content=content, batch_size=64)
     data = fingerprints(10, size=20)
     scores = model.predict(data)
     assert model.batched is False
@@ -216,8 +222,8 @@ def dev_fingerprints():
         args = parse(["--tflite_path", "x", "--test_dir", str(DEV_SET), "--data_url", "",
                       "--window_size_ms", "40", "--window_stride_ms", stride,
                       "--dct_coefficient_count", "10"])
-        settings = test_tflite.input_data.model_settings_from_flags(args)
-        sets[stride] = test_tflite.test.evaluation_sets(args, settings)[str(DEV_SET)]
+        settings = input_data.model_settings_from_flags(args)
+        sets[stride] = evaluation.test_sets(args, input_data.DataSource(args, settings))[str(DEV_SET)]
     return sets
 
 
@@ -225,5 +231,5 @@ def dev_fingerprints():
 def test_reproduces_arm_int8_accuracy(dev_fingerprints, name):
     path = next((ARM / name).glob("*.tflite"))
     fingerprints_, labels = dev_fingerprints["40" if name.startswith("DNN") else "20"]
-    predictions = np.argmax(test_tflite.TFLiteModel(str(path)).predict(fingerprints_), axis=1)
+    predictions = np.argmax(tflite_model.TFLiteModel(str(path)).predict(fingerprints_), axis=1)
     assert float(np.mean(predictions == labels)) == pytest.approx(ARM_INT8[name], abs=0.002)

@@ -10,7 +10,7 @@ import pytest
 import cli
 import input_data
 import models
-import train
+import training
 
 tf = cli.import_tensorflow()
 
@@ -94,7 +94,7 @@ def test_command_parses_and_builds_its_model(number, argv):
     script, args = parse(argv)
     if script != "train":
         return  # evaluation or conversion lines: parsing is their check
-    train.check_schedule(args)
+    training.check_schedule(args)
     tf.keras.backend.clear_session()
     model = models.create_model(input_data.model_settings_from_flags(args),
                                 args.model_architecture, args.model_size_info)

@@ -1,0 +1,244 @@
+"""A .tflite keyword-spotting model in the LiteRT interpreter: fingerprints in, float scores out.
+
+Any model whose input is the MFCC fingerprint and whose output is one score
+per label: ours or Arm's, float or quantized input and output (the scale and
+zero point are read from the model), batch 1 or any batch. One interpreter
+serves a whole run; the model runs on batches when its input can be resized
+(checked against batch 1 on the first clips), one clip at a time otherwise.
+When a model's input size contradicts the fingerprint flags, the error says
+which settings would fit (fingerprint_hint).
+"""
+import argparse
+import itertools
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import cli
+import features
+from cli import UsageError
+
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+DEFAULT_BATCH_SIZE = 256
+_CHECKED_CLIPS = 4  # clips run both batched and alone before trusting the batched model
+
+# Settings tried, most common first, when a model's input size contradicts the flags.
+_WINDOW_SIZES_MS = (30.0, 40.0, 20.0, 25.0, 32.0, 50.0, 64.0)
+_WINDOW_STRIDES_MS = (10.0, 20.0, 40.0, 30.0, 15.0, 25.0, 32.0, 16.0, 8.0, 5.0, 50.0, 64.0)
+_DCT_COUNTS = (10, 40, 13, 20, 30, 12, 16, 8, 32, 24, 15, 5) + tuple(range(1, 41))
+
+
+def _format_ms(value: float) -> str:
+    return f"{value:g}"
+
+
+def fingerprint_hint(input_size: int, args: argparse.Namespace,
+                     input_shape: Sequence[int] = ()) -> str:
+    """Fingerprint flags whose fingerprint has input_size values, changing as few flags as possible.
+
+    input_shape: the model's input shape; a [batch, frames, coefficients(, 1)]
+    shape tells frames and coefficients apart, a flat one does not.
+    """
+    current = {"window_size_ms": float(args.window_size_ms),
+               "window_stride_ms": float(args.window_stride_ms),
+               "dct_coefficient_count": int(args.dct_coefficient_count)}
+    dims = [int(d) for d in list(input_shape)[1:]]
+    while len(dims) > 2 and dims[-1] == 1:
+        dims = dims[:-1]
+    wanted_dct = dims[1] if len(dims) == 2 else None
+    windows = (current["window_size_ms"],) + _WINDOW_SIZES_MS
+    strides = (current["window_stride_ms"],) + _WINDOW_STRIDES_MS
+    dcts = (current["dct_coefficient_count"],) + _DCT_COUNTS
+    best: Optional[Tuple[tuple, dict]] = None
+    for (wi, window), (si, stride), (di, dct) in itertools.product(
+            enumerate(windows), enumerate(strides), enumerate(dcts)):
+        if input_size % dct or (wanted_dct is not None and dct != wanted_dct):
+            continue
+        try:
+            settings = features.prepare_model_settings(1, args.sample_rate, args.clip_duration_ms,
+                                                     window, stride, dct)
+        except UsageError:
+            continue
+        if settings.fingerprint_size != input_size:
+            continue
+        candidate = {"window_size_ms": window, "window_stride_ms": stride,
+                     "dct_coefficient_count": dct}
+        changed = sum(candidate[key] != current[key] for key in current)
+        score = (di, changed, si, wi)  # common coefficient counts first, then fewest changes
+        if best is None or score < best[0]:
+            best = (score, candidate)
+    if best is None:
+        return (f"no window size, stride and coefficient count at --sample_rate {args.sample_rate} "
+                f"and --clip_duration_ms {args.clip_duration_ms} make {input_size} values")
+    candidate = best[1]
+    settings = features.prepare_model_settings(1, args.sample_rate, args.clip_duration_ms,
+                                             candidate["window_size_ms"],
+                                             candidate["window_stride_ms"],
+                                             candidate["dct_coefficient_count"])
+    flags = " ".join(f"--{key} {_format_ms(value)}" for key, value in candidate.items()
+                     if value != current[key])
+    return (f"{input_size} = {settings.spectrogram_length} frames x "
+            f"{settings.dct_coefficient_count} coefficients: try {flags} (the window size "
+            f"cannot be read from the input size: use the one the model was trained with)")
+
+
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    """Rounding of TFLite's QUANTIZE kernel (std::round)."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+class TFLiteModel:
+    """A .tflite keyword-spotting model in one interpreter: fingerprints in, float scores out."""
+
+    def __init__(self, path: Optional[str] = None, content: Optional[bytes] = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, num_threads: Optional[int] = None):
+        self.path = path or "<model>"
+        if content is None and not os.path.isfile(path):
+            raise UsageError(f"--tflite_path {path}: no such file")
+        try:
+            with cli.quiet_stderr():
+                if content is not None:
+                    self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+                else:
+                    self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise UsageError(f"--tflite_path {self.path}: not a model the TFLite interpreter can "
+                             f"run ({cli.first_line(error)})")
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UsageError(f"--tflite_path {self.path}: expected one input and one output, "
+                             f"the model has {len(inputs)} and {len(outputs)}")
+        self.input = inputs[0]
+        self.output = outputs[0]
+        self.input_shape = [int(d) for d in self.input["shape"]]
+        self.input_size = int(np.prod(self.input_shape[1:])) if len(self.input_shape) > 1 else 1
+        self.label_count = int(np.prod(self.output["shape"][1:])) if len(self.output["shape"]) > 1 else 1
+        self.batch_size = max(1, batch_size)
+        self.batched: Optional[bool] = None  # decided on the first predict
+        self._allocated_batch = self.input_shape[0]
+
+    @property
+    def input_type(self) -> str:
+        return np.dtype(self.input["dtype"]).name
+
+    @property
+    def output_type(self) -> str:
+        return np.dtype(self.output["dtype"]).name
+
+    def check_settings(self, model_settings: features.ModelSettings, args: argparse.Namespace,
+                       words_list: Optional[Sequence[str]] = None,
+                       labels_flag: str = "--wanted_words") -> None:
+        """Raises UsageError when the flags' fingerprint or labels do not fit the model."""
+        if self.input_size != model_settings.fingerprint_size:
+            s = model_settings
+            raise UsageError(
+                f"--tflite_path {self.path} takes {self.input_size} input values per clip "
+                f"(shape {self.input_shape}), but these flags make fingerprints of "
+                f"{s.spectrogram_length} frames x {s.dct_coefficient_count} coefficients = "
+                f"{s.fingerprint_size} (--window_size_ms {_format_ms(s.window_size_ms)} "
+                f"--window_stride_ms {_format_ms(s.window_stride_ms)} "
+                f"--dct_coefficient_count {s.dct_coefficient_count}); "
+                + fingerprint_hint(self.input_size, args, self.input_shape))
+        if words_list is not None and self.label_count != len(words_list):
+            raise UsageError(
+                f"--tflite_path {self.path} gives {self.label_count} scores, but the labels "
+                f"are {len(words_list)} ({', '.join(words_list)}); set {labels_flag} to the "
+                f"model's labels")
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._allocated_batch:
+            self._allocated_batch = None  # unknown until allocate_tensors succeeds
+            self.interpreter.resize_tensor_input(self.input["index"],
+                                                 [batch] + self.input_shape[1:])
+            self.interpreter.allocate_tensors()
+            self._allocated_batch = batch
+
+    def _quantize(self, fingerprints: np.ndarray) -> np.ndarray:
+        dtype = np.dtype(self.input["dtype"])
+        if dtype.kind == "f":
+            return fingerprints.astype(dtype)
+        scale, zero_point = self.input["quantization"]
+        values = fingerprints.astype(np.float64)
+        if scale:
+            values = _round_half_away(values / scale) + zero_point
+        info = np.iinfo(dtype)
+        return np.clip(values, info.min, info.max).astype(dtype)
+
+    def _dequantize(self, scores: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.output["quantization"]
+        if np.dtype(self.output["dtype"]).kind != "f" and scale:
+            return ((scores.astype(np.float32) - zero_point) * scale).astype(np.float32)
+        return scores.astype(np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self._resize(len(batch))
+        self.interpreter.set_tensor(self.input["index"],
+                                    batch.reshape([len(batch)] + self.input_shape[1:]))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"]).reshape(len(batch), -1).copy()
+
+    def _decide_batching(self, inputs: np.ndarray) -> None:
+        """Batches of batch_size when the resized model gives what batch 1 gives, else batch 1."""
+        self.batched = False
+        if self.batch_size == 1 or len(inputs) < 2:
+            return
+        sample = inputs[:_CHECKED_CLIPS]
+        try:
+            alone = np.concatenate([self._run(sample[i:i + 1]) for i in range(len(sample))])
+            padded = np.concatenate([sample, np.repeat(sample[-1:], self.batch_size - len(sample), 0)])
+            together = self._run(padded)[:len(sample)]
+        except (ValueError, RuntimeError):
+            self._resize(self.input_shape[0])
+            return
+        tolerance = 1e-3 * max(1.0, float(np.abs(alone.astype(np.float64)).max()))
+        if np.dtype(alone.dtype).kind != "f":
+            tolerance = 1  # one quantization step
+        self.batched = bool(np.allclose(alone.astype(np.float64), together.astype(np.float64),
+                                        rtol=0, atol=tolerance))
+        if not self.batched:
+            self._resize(self.input_shape[0])
+
+    def predict(self, fingerprints: np.ndarray) -> np.ndarray:
+        """Float scores [n, labels] of fingerprints [n, fingerprint size]."""
+        fingerprints = np.asarray(fingerprints, dtype=np.float32).reshape(len(fingerprints), -1)
+        if fingerprints.shape[1] != self.input_size:
+            raise UsageError(f"--tflite_path {self.path} takes {self.input_size} values per clip, "
+                             f"got fingerprints of {fingerprints.shape[1]}")
+        inputs = self._quantize(fingerprints)
+        if self.batched is None:
+            self._decide_batching(inputs)
+        scores = np.zeros((len(inputs), self.label_count), dtype=np.float32)
+        step = self.batch_size if self.batched else 1
+        try:
+            for start in range(0, len(inputs), step):
+                batch = inputs[start:start + step]
+                if self.batched and len(batch) < step:  # keep one allocation: pad the last batch
+                    batch = np.concatenate([batch, np.repeat(batch[-1:], step - len(batch), 0)])
+                scores[start:start + step] = self._dequantize(self._run(batch))[:len(inputs) - start]
+        except (ValueError, RuntimeError) as error:
+            raise UsageError(f"--tflite_path {self.path}: the interpreter failed "
+                             f"({cli.first_line(error)})")
+        return scores
+
+
+def read_labels(path: str) -> List[str]:
+    """Labels from a file, one per line (like Arm's labels.txt)."""
+    try:
+        with open(path) as handle:
+            labels = [line.strip() for line in handle if line.strip()]
+    except OSError as error:
+        raise UsageError(f"--labels {path}: {error.strerror or error}")
+    if not labels:
+        raise UsageError(f"--labels {path} is empty; expected one label per line")
+    return labels
+
+
+def add_tflite_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--tflite_path", required=required, default=None,
+                        help="The .tflite model to run.")
+    parser.add_argument("--batch_size", type=cli.positive_int, default=DEFAULT_BATCH_SIZE,
+                        help="Clips per interpreter call, where the model's input can be resized.")
