@@ -55,6 +55,7 @@ import input_data
 import models
 import quantization
 import tflite_report
+import tflm_runtime
 from cli import UsageError
 
 
@@ -107,6 +108,7 @@ def main(args: argparse.Namespace) -> None:
     if args.c_array:
         print("Wrote {} and {}".format(*tflite_report.write_c_array(output_file, content)))
     report = tflite_report.analyze(content)
+    report.update(tflm_runtime.report_figures(content, output_file))
     print(tflite_report.format_report(report, output_file))
     figures = {"tflite_path": output_file, "mode": mode.quantization,
                "inference_type": mode.inference_type, "architecture": args.model_architecture,

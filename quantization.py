@@ -42,6 +42,7 @@ class Mode:
     float16_weights: bool = False
     calibrated: bool = False  # full integer: activation ranges from representative data
     int16_activations: bool = False  # int16x8
+    batch_one: bool = True  # a batch of 1 and constant shapes, as a microcontroller runs it
 
     @property
     def io_type(self) -> "tf.DType":
@@ -72,7 +73,7 @@ MODES: Dict[Tuple[str, str], Mode] = {
         FULL_INTEGER, "int16",
         "full-integer int16x8 quantization (int16 activations, int8 weights, int16 input/output)",
         "int16x8 (--inference_type int16)", "_quantized_int16x8", calibrated=True,
-        int16_activations=True),
+        int16_activations=True, batch_one=False),
     # optimize.py: the int8 model of a quantization-aware model, with the ranges it learned.
     (QUANTIZATION_AWARE, "float32"): Mode(
         QUANTIZATION_AWARE, "float32", "int8 with the ranges learned in quantization-aware training",
@@ -118,22 +119,26 @@ def default_output_file(architecture: str, mode: Mode) -> str:
     return f"{architecture}{mode.file_suffix}.tflite"
 
 
-def _converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
+def _converter(model: tf.keras.Model, mode: Mode) -> tf.lite.TFLiteConverter:
     """A converter of the model's inference graph (training=False).
 
     Traced as a concrete function rather than through from_keras_model, which
-    first exports a SavedModel: the same graph, in about half the time. The
-    batch stays variable as in the Keras model (so the interpreter can run
-    batches); a batch fixed to 1 would fold the zero initial state of unrolled
-    recurrent cells into constants, and TFLite's int16 kernels abort on some of
-    the resulting int16 ADDs (seen with the lstm architecture in int16x8).
+    first exports a SavedModel: the same graph, in about half the time. With a
+    batch of 1 (mode.batch_one), as on a microcontroller, every shape is
+    constant: reshapes need no SHAPE / STRIDED_SLICE / PACK arithmetic, and the
+    zero initial state of unrolled recurrent cells is a constant instead of a
+    FILL that TensorFlow Lite for Microcontrollers cannot run. int16x8 keeps
+    the variable batch: TFLite's int16 kernels abort on some int16 ADDs of
+    such constant states (seen with the lstm architecture).
     """
-    concrete = _TRACED.get(model)
-    if concrete is None:  # traced once per model: converting it in several modes reuses it
-        spec = tf.TensorSpec(model.input_shape, model.inputs[0].dtype, name="input")
+    batch = 1 if mode.batch_one else None
+    traced = _TRACED.setdefault(model, {})
+    if batch not in traced:  # traced once per model and batch: several modes reuse it
+        spec = tf.TensorSpec([batch] + list(model.input_shape[1:]), model.inputs[0].dtype,
+                             name="input")
         function = tf.function(lambda fingerprint: model(fingerprint, training=False))
-        concrete = _TRACED[model] = function.get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        traced[batch] = function.get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([traced[batch]], model)
 
 
 _TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -153,7 +158,7 @@ def convert_model(model: tf.keras.Model, mode: Mode, fingerprints: Optional[np.n
     fingerprints: the representative data of the calibrated modes.
     """
     try:
-        converter = _converter(model)
+        converter = _converter(model, mode)
         if mode.optimize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if mode.float16_weights:

@@ -28,7 +28,8 @@ import tflite_model
 def main(args: argparse.Namespace) -> None:
     model_settings = input_data.model_settings_from_flags(args)
     words_list = input_data.words_list_from_flags(args)
-    model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size)
+    model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
+                                     runtime=args.runtime)
     model.check_settings(model_settings, args, words_list)
     print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}, "
           f"output {model.output_type}[{model.label_count}]")

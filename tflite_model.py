@@ -17,11 +17,15 @@ import numpy as np
 
 import cli
 import features
+import tflm_runtime
 from cli import UsageError
 
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 DEFAULT_BATCH_SIZE = 256
+LITERT = "litert"
+LITERT_REFERENCE = "litert_reference"
+TFLM = "tflm"
 _CHECKED_CLIPS = 4  # clips run both batched and alone before trusting the batched model
 
 # Settings tried, most common first, when a model's input size contradicts the flags.
@@ -93,20 +97,20 @@ class TFLiteModel:
     """A .tflite keyword-spotting model in one interpreter: fingerprints in, float scores out."""
 
     def __init__(self, path: Optional[str] = None, content: Optional[bytes] = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, num_threads: Optional[int] = None):
+                 batch_size: int = DEFAULT_BATCH_SIZE, num_threads: Optional[int] = None,
+                 runtime: str = LITERT):
         self.path = path or "<model>"
         if content is None and not os.path.isfile(path):
             raise UsageError(f"--tflite_path {path}: no such file")
-        try:
-            with cli.quiet_stderr():
-                if content is not None:
-                    self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
-                else:
-                    self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise UsageError(f"--tflite_path {self.path}: not a model the TFLite interpreter can "
-                             f"run ({cli.first_line(error)})")
+        self.runtime = runtime
+        if runtime == TFLM:
+            if content is None:
+                with open(path, "rb") as handle:
+                    content = handle.read()
+            self.interpreter = tflm_runtime.MicroInterpreter(content, f"--tflite_path {self.path}")
+        else:
+            self.interpreter = self._litert(path, content, num_threads,
+                                            reference=runtime == LITERT_REFERENCE)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -120,6 +124,24 @@ class TFLiteModel:
         self.batch_size = max(1, batch_size)
         self.batched: Optional[bool] = None  # decided on the first predict
         self._allocated_batch = self.input_shape[0]
+
+    def _litert(self, path: Optional[str], content: Optional[bytes], num_threads: Optional[int],
+                reference: bool) -> Interpreter:
+        """LiteRT's interpreter of the model (its reference kernels if asked), tensors allocated."""
+        resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+        try:
+            with cli.quiet_stderr():
+                if content is not None:
+                    interpreter = Interpreter(model_content=content, num_threads=num_threads,
+                                              experimental_op_resolver_type=resolver)
+                else:
+                    interpreter = Interpreter(model_path=path, num_threads=num_threads,
+                                              experimental_op_resolver_type=resolver)
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise UsageError(f"--tflite_path {self.path}: not a model the TFLite interpreter can "
+                             f"run ({cli.first_line(error)})")
+        return interpreter
 
     @property
     def input_type(self) -> str:
@@ -242,3 +264,8 @@ def add_tflite_flags(parser: argparse.ArgumentParser, required: bool = True) -> 
                         help="The .tflite model to run.")
     parser.add_argument("--batch_size", type=cli.positive_int, default=DEFAULT_BATCH_SIZE,
                         help="Clips per interpreter call, where the model's input can be resized.")
+    parser.add_argument("--runtime", choices=(LITERT, LITERT_REFERENCE, TFLM), default=LITERT,
+                        help="The interpreter: LiteRT with its optimized kernels, LiteRT with its "
+                             "reference kernels (what TFLM computes, much faster), or TensorFlow "
+                             "Lite for Microcontrollers' own (the tflite-micro package: reference "
+                             "kernels, batch 1, what a Cortex-M runs).")

@@ -304,8 +304,15 @@ def format_report(report: dict, title: Optional[str] = None) -> str:
              f"  multiply-accumulates   {report['macs']:,} per inference",
              f"  peak activation memory {_kib(report['peak_activation_bytes'])} "
              f"(greedy arena plan: {report['arena_bytes']:,} bytes)",
-             f"  input / output         {tensors(report['input'])} -> {tensors(report['output'])}",
-             f"  ops ({report['op_count']})" + "".join(
+             f"  input / output         {tensors(report['input'])} -> {tensors(report['output'])}"]
+    if "tflm_arena_bytes" in report:
+        persistent = report["tflm_arena_bytes"] - report["tflm_activation_bytes"]
+        lines.append(f"  TFLM tensor arena      {report['tflm_arena_bytes']:,} bytes, measured by "
+                     f"TensorFlow Lite for Microcontrollers: {report['tflm_activation_bytes']:,} "
+                     f"activations + {persistent:,} kernel data and TFLM's structures")
+    elif "tflm_error" in report:
+        lines.append(f"  TFLM                   cannot run it: {report['tflm_error']}")
+    lines += [f"  ops ({report['op_count']})" + "".join(
                  f"\n    {name:<32}{count:>5}" for name, count in report["ops"].items())]
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT
 
 SCRIPTS = ("train.py", "test.py", "optimize.py", "convert.py", "test_tflite.py", "label_wav.py",
-           "synthesize_dataset.py", "quickstart.py")
+           "synthesize_dataset.py", "quickstart.py", "generate_streaming_test_wav.py",
+           "test_streaming_accuracy.py")
 MAX_SCRIPT_LINES = 150
 MAX_LIBRARY_LINES = 500
 
@@ -32,20 +33,32 @@ CONVERSION_FLAGS = {"--quantize", "--no-quantize", "--quantize_mode", "--inferen
 OPTIMIZATION_FLAGS = {"--technique", "--number_of_clusters", "--cluster_centroids_init",
                       "--initial_sparsity", "--final_sparsity", "--pruning_begin_step",
                       "--pruning_end_step", "--pruning_frequency"}
+DETECTION_FLAGS = {"--clip_stride_ms", "--average_window_ms", "--detection_threshold",
+                   "--suppression_ms"}
+SCORER_FLAGS = {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS | \
+    {"--checkpoint", "--tflite_path", "--batch_size", "--runtime", "--labels"}
 EXPECTED_FLAGS = {
     "train.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS,
     "test.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS |
     {"--checkpoint", "--output_json"},
     "test_tflite.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS |
-    {"--tflite_path", "--batch_size", "--output_json"},
+    {"--tflite_path", "--batch_size", "--runtime", "--output_json"},
     "convert.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MODEL_FLAGS | CALIBRATION_FLAGS | CONVERSION_FLAGS | {"--checkpoint"},
     "optimize.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | CALIBRATION_FLAGS | OPTIMIZATION_FLAGS |
     {"--checkpoint"},
-    "label_wav.py": {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS |
-    {"--checkpoint", "--tflite_path", "--batch_size", "--labels", "--how_many_labels", "--wav"},
+    "label_wav.py": SCORER_FLAGS | DETECTION_FLAGS | {"--how_many_labels", "--wav"},
+    "generate_streaming_test_wav.py": {"--test_dir", "--data_dir", "--partition",
+                                       "--validation_percentage", "--testing_percentage",
+                                       "--wanted_words", "--background_noise_dir", "--sample_rate",
+                                       "--clip_duration_ms", "--duration_s", "--word_gap_ms",
+                                       "--unknown_percentage", "--background_volume",
+                                       "--word_gain_db", "--seed", "--output_wav",
+                                       "--output_ground_truth"},
+    "test_streaming_accuracy.py": SCORER_FLAGS | DETECTION_FLAGS |
+    {"--wav", "--ground_truth", "--time_tolerance_ms", "--sweep_thresholds", "--output_json"},
 }
 
 

@@ -16,6 +16,7 @@ import features
 import input_data
 import models
 import tflite_model
+import tflm_runtime
 from conftest import ROOT, SHARED
 
 DEV_DIR = SHARED / "data" / "speech_commands_test_v0.02_dev"
@@ -77,3 +78,25 @@ def test_int8_accuracy_on_real_speech_is_what_the_readme_states(args):
     scores = tflite_model.TFLiteModel(str(ROOT / args.output_file)).predict(fingerprints)
     accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
     assert accuracy == pytest.approx(readme_table()[model_name(args)][1], abs=5e-5)
+
+
+@pytest.mark.parametrize("args", PACKAGED, ids=IDS)
+def test_int8_file_runs_on_tflm_as_on_litert_with_the_arena_its_report_states(args):
+    """Every packaged .tflite is a microcontroller graph: TensorFlow Lite for Microcontrollers
+    runs it (batch 1, no shape arithmetic) in the arena its report states, and picks the label
+    LiteRT's reference kernels pick. Its scores are those kernels' up to rounding, which stacked
+    FULLY_CONNECTED layers grow (tests/test_tflm.py): on these 64 random fingerprints up to 14
+    output steps for DNN_S, 0 for DS_CNN_S and inception; the top label differed once, for
+    Basic_LSTM_S. BENCHMARKS.md has the accuracy on real speech in both runtimes."""
+    path = ROOT / args.output_file
+    settings = input_data.model_settings_from_flags(args)
+    rng = np.random.default_rng(0)
+    fingerprints = rng.normal(-5, 12, (64, settings.fingerprint_size)).astype(np.float32)
+    reference = tflite_model.TFLiteModel(str(path), runtime=tflite_model.LITERT_REFERENCE)
+    tflm = tflite_model.TFLiteModel(str(path), runtime=tflite_model.TFLM)
+    agree = np.argmax(reference.predict(fingerprints), 1) == np.argmax(tflm.predict(fingerprints), 1)
+    assert agree.sum() >= len(agree) - 2
+    report = json.loads((ROOT / args.report_json).read_text())["report"]
+    arena = tflm_runtime.arena(path.read_bytes())
+    assert (report["tflm_arena_bytes"], report["tflm_activation_bytes"]) == (arena["total"], arena["head"])
+    assert not {"SHAPE", "STRIDED_SLICE", "FILL"} & set(report["ops"])

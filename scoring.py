@@ -1,0 +1,65 @@
+"""The model that the flags name, as a scorer: fingerprints [n, size] in, scores [n, labels] out.
+
+A .tflite (--tflite_path) or a checkpoint (--checkpoint with --model_architecture
+and --model_size_info), and its labels: --labels (a file, one label per line,
+like Arm's labels.txt) or else _silence_, _unknown_ and --wanted_words.
+label_wav.py and test_streaming_accuracy.py take their model here.
+"""
+import argparse
+from typing import Callable, List, Sequence
+
+import numpy as np
+
+import checkpoints
+import evaluation
+import features
+import input_data
+import models
+import tflite_model
+from cli import UsageError
+
+
+def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
+    """--labels, the .tflite flags, --checkpoint, the model, label and fingerprint flags."""
+    parser.add_argument("--labels", default=None,
+                        help="File of labels, one per line, in the model's output order "
+                             "(default: _silence_, _unknown_ and --wanted_words).")
+    tflite_model.add_tflite_flags(parser, required=False)
+    checkpoints.add_checkpoint_flag(parser, "Checkpoint to use with the model flags, instead of "
+                                    "--tflite_path", required=False)
+    models.add_model_flags(parser)
+    input_data.add_label_flags(parser)
+    features.add_feature_flags(parser)
+
+
+def labels_from_flags(args: argparse.Namespace) -> List[str]:
+    """The model's labels: --labels, else _silence_, _unknown_ and --wanted_words."""
+    if args.labels:
+        return tflite_model.read_labels(args.labels)
+    return input_data.words_list_from_flags(args)
+
+
+def scorer_from_flags(args: argparse.Namespace, model_settings: features.ModelSettings,
+                      labels: Sequence[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """fingerprints [n, size] -> scores [n, labels], from --tflite_path or --checkpoint."""
+    labels_flag = "--labels" if args.labels else "--wanted_words"
+    if args.tflite_path:
+        if args.checkpoint:
+            raise UsageError("give --tflite_path or --checkpoint, not both")
+        model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
+                                         runtime=args.runtime)
+        model.check_settings(model_settings, args, labels, labels_flag=labels_flag)
+        return model.predict
+    if not args.checkpoint:
+        raise UsageError("give the model to use: --tflite_path FILE, or --checkpoint with "
+                         "--model_architecture and --model_size_info")
+    if args.runtime != tflite_model.LITERT:
+        raise UsageError(f"--runtime {args.runtime} runs a .tflite (--tflite_path), not a checkpoint")
+    if model_settings.label_count != len(labels):
+        model_settings = features.prepare_model_settings(
+            len(labels), model_settings.sample_rate, model_settings.clip_duration_ms,
+            model_settings.window_size_ms, model_settings.window_stride_ms,
+            model_settings.dct_coefficient_count)
+    model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
+    checkpoints.load_weights(model, args.checkpoint)
+    return lambda fingerprints: evaluation.predict(model, fingerprints)
