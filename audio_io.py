@@ -1,10 +1,11 @@
 """Audio files: reading any format as int16 mono clips, in parallel, with a decode cache.
 
-16-bit mono PCM WAV at the wanted rate is read directly; every other format
-and rate that soundfile or audioread decode (as librosa.load would) is
-converted. Malformed files end as one ValueError line naming the file; sets
-of files skip them and report them. Folders of compressed clips are decoded
-once and kept in a cache (ClipCache).
+16-bit mono PCM WAV at the wanted rate is read directly (one file after
+another, the OS reading ahead); every other format and rate that soundfile or
+audioread decode (as librosa.load would) is converted, in parallel. Malformed
+files end as one ValueError line naming the file; sets of files skip them and
+report them. Folders of compressed clips are decoded once and kept in a cache
+(ClipCache).
 """
 import hashlib
 import json
@@ -31,7 +32,11 @@ def read_wav(path: str, sample_rate: int, desired_samples: int) -> np.ndarray:
     read, as librosa.load would) is converted. Raises ValueError naming the
     file when it cannot be read or is empty.
     """
-    audio = read_audio(path, sample_rate)
+    return _fit(path, read_audio(path, sample_rate), desired_samples)
+
+
+def _fit(path: str, audio: np.ndarray, desired_samples: int) -> np.ndarray:
+    """audio padded or cropped to desired_samples; ValueError naming the file when it is empty."""
     if audio.size == 0:
         raise ValueError(f"{path}: no audio samples")
     if audio.size < desired_samples:
@@ -177,7 +182,7 @@ def word_folder_files(folder: str) -> List[str]:
 
 def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
                cache_dir: Optional[str] = None) -> Tuple[np.ndarray, List[int], List[str]]:
-    """Reads many files in parallel.
+    """Reads many files (compressed ones in parallel: _decode_clips).
 
     Returns the clips as an int16 array [n, desired_samples] for the files that
     could be read, their positions in paths, and one error line per file that
@@ -220,21 +225,51 @@ def load_clips(paths: Sequence[str], sample_rate: int, desired_samples: int,
 
 def _decode_clips(paths: Sequence[str], sample_rate: int, desired_samples: int
                   ) -> Tuple[np.ndarray, List[int], List[str]]:
-    """load_clips without a cache: (clips, positions of the readable files, error lines)."""
-    def read(path: str):
+    """load_clips without a cache: (clips, positions of the readable files, error lines).
+
+    .wav files of 16-bit mono PCM at sample_rate are read here, one after another:
+    parsing them holds the GIL, and threads would only wait for each other (3x slower on
+    2 cores, 2,738 WAVs). Every other file is decoded in parallel: decoders release the GIL.
+    """
+    def read(path: str, direct: bool):
         try:
-            return read_wav(path, sample_rate, desired_samples)
+            audio = _read_pcm16(path, sample_rate) if direct else read_audio(path, sample_rate)
+            return None if audio is None else _fit(path, audio, desired_samples)
         except ValueError as error:
             return str(error)
 
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        results = list(pool.map(read, paths))
+    wavs = [path for path in paths if path.lower().endswith(".wav")]
+    _read_ahead(wavs)
+    direct = dict(zip(wavs, [read(path, True) for path in wavs]))
+    results = [direct.get(path) for path in paths]
+    others = [i for i, result in enumerate(results) if result is None]
+    if others:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            for i, result in zip(others, pool.map(lambda i: read(paths[i], False), others)):
+                results[i] = result
     kept = [i for i, result in enumerate(results) if not isinstance(result, str)]
     errors = [result for result in results if isinstance(result, str)]
     audio = np.zeros((len(kept), desired_samples), dtype=np.int16)
     for row, i in enumerate(kept):
         audio[row] = results[i]
     return audio, kept, errors
+
+
+def _read_ahead(paths: Sequence[str]) -> None:
+    """Asks the OS to read every file now (posix_fadvise WILLNEED, where there is one): files
+    not yet in memory then come from the disk in parallel while they are parsed one by one
+    (2,738 WAVs: 0.4 s from the disk without it, 0.17 s with it, 0.12 s from memory)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for path in paths:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # reported when it is read
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(descriptor)
 
 
 class ClipCache:

@@ -27,8 +27,6 @@ import input_data
 import tflite_report
 from cli import UsageError
 
-tf = cli.import_tensorflow()
-
 DEFAULT_REPRESENTATIVE_SAMPLES = 500
 DEFAULT_INPUT_CLIP_PERCENTILE = 1.0
 
@@ -80,7 +78,7 @@ def _folder_fingerprints(folder: str, count: int, settings: features.ModelSettin
     audio_io.report_unreadable(errors)
     if not len(clips):
         raise UsageError(f"--representative_dir {folder}: no readable audio")
-    fingerprints = features.Fingerprinter(settings).numpy(clips)
+    fingerprints = features.Fingerprinter(settings)(clips)
     return fingerprints, f"{len(clips)} clips of --representative_dir {folder}"
 
 
@@ -112,13 +110,9 @@ def _partition_fingerprints(args: argparse.Namespace, data: input_data.DataSourc
     clips = processor.audio[partition][rows]
     if partition == "training":
         clips = processor.augment(clips, labels, rng)  # time shift and background noise
-    else:
-        clips = clips.astype(np.float32) / 32768.0
-    pieces = [processor.fingerprinter(tf.constant(clips[start:start + 256])).numpy()
-              for start in range(0, len(clips), 256)]
     augmented = " (augmented as in training)" if partition == "training" else ""
-    return (np.concatenate(pieces), f"{count} clips of the {partition} partition of "
-                                    f"--data_dir {args.data_dir}{augmented}")
+    return (processor.fingerprinter(clips), f"{count} clips of the {partition} partition of "
+                                            f"--data_dir {args.data_dir}{augmented}")
 
 
 def clip_input_range(fingerprints: np.ndarray, percentile: float) -> np.ndarray:

@@ -3,8 +3,11 @@
 Two formats are read: Keras weight checkpoints (`model.save_weights`, the
 format of Arm's published models and of our best checkpoints) and the
 training state that train.py keeps (`tf.train.Checkpoint` with the model
-under `model/`). A folder means the newest checkpoint in it.
+under `model/`). A folder means the newest checkpoint in it. TensorFlow is
+imported at the first load or save, not with the module (its flag needs none).
 """
+from __future__ import annotations
+
 import argparse
 import glob
 import os
@@ -12,10 +15,9 @@ import re
 from typing import Dict, List
 
 import cli
-
-tf = cli.import_tensorflow()
-
 from cli import UsageError
+
+tf = cli.lazy_tensorflow()
 
 _ATTRIBUTE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 

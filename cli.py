@@ -3,7 +3,9 @@
 Import this module before TensorFlow: it selects tf-keras (Keras 2) through
 TF_USE_LEGACY_KERAS, which TensorFlow Model Optimization needs, so that users
 never have to set it themselves. Modules get TensorFlow through
-import_tensorflow(), which keeps its C++ start-up chatter off the terminal.
+import_tensorflow(), which keeps its C++ start-up chatter off the terminal;
+modules that the deployment tools import (which need no TensorFlow) hold
+lazy_tensorflow() instead, which imports it at the first use.
 """
 import argparse
 import contextlib
@@ -51,6 +53,21 @@ def import_tensorflow():
         tensorflow.constant(0.0).numpy()
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
+
+
+class _LazyTensorFlow:
+    """Stands for the tensorflow module: import_tensorflow() runs at the first attribute read."""
+
+    def __getattr__(self, name: str):
+        return getattr(import_tensorflow(), name)
+
+
+def lazy_tensorflow() -> _LazyTensorFlow:
+    """TensorFlow for a module that some commands import without needing it (the deployment
+    tools: test_tflite.py, label_wav.py, test_streaming_accuracy.py): it is imported when a
+    function first reads an attribute of it. Such a module starts with
+    `from __future__ import annotations`, so that annotations do not read it."""
+    return _LazyTensorFlow()
 
 
 def first_line(error: BaseException) -> str:

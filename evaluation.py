@@ -99,7 +99,7 @@ def evaluation_sets(args: argparse.Namespace, data: input_data.DataSource,
         words_list = input_data.words_list_from_flags(args)
         clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings,
                                                              cache_dir=args.audio_cache_dir)
-        sets[args.test_dir] = (features.Fingerprinter(settings).numpy(clips), labels)
+        sets[args.test_dir] = (features.Fingerprinter(settings)(clips), labels)
     for name in partitions:
         fingerprints, labels = data.processor.fingerprints(name)
         if len(labels):

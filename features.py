@@ -2,14 +2,18 @@
 
 The fingerprint of a clip is the MFCC that TensorFlow's `audio_spectrogram`
 (magnitude squared) and `mfcc` ops compute, flattened time-major; Arm's
-published "Hello Edge" models were trained on exactly these features. Here
-they are computed in batches with tf.signal and two constant matrices that
-reproduce the ops' mel filterbank and DCT (tests/test_input_data.py compares
-the two), several times faster than the per-clip ops.
+published "Hello Edge" models were trained on exactly these features.
+Fingerprinter computes them for numpy clips, in batches, in numpy alone (the
+deployment tools need no TensorFlow); graph_fingerprints is the same MFCC as a
+TensorFlow graph, for the tf.data training pipeline. Both use two constant
+matrices that reproduce the ops' mel filterbank and DCT, and
+tests/test_input_data.py compares both with the ops (reference_fingerprint).
 
 ModelSettings is the geometry that a model is built for (labels, samples,
 frames, coefficients): the data, the models and the deployment tools share it.
 """
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import math
@@ -19,13 +23,14 @@ import numpy as np
 import cli
 from cli import UsageError
 
-tf = cli.import_tensorflow()
+tf = cli.lazy_tensorflow()
 
 # Constants of TensorFlow's mfcc op (tensorflow/core/kernels/mfcc.cc).
 MFCC_LOWER_FREQUENCY_LIMIT = 20.0
 MFCC_UPPER_FREQUENCY_LIMIT = 4000.0
 MFCC_FILTERBANK_CHANNEL_COUNT = 40
 MFCC_FILTERBANK_FLOOR = 1e-12
+FINGERPRINT_BATCH = 16  # clips per numpy batch: the spectra of a batch stay in the CPU's cache
 
 
 def add_feature_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +112,7 @@ def settings_from_flags(args: argparse.Namespace, label_count: int) -> ModelSett
 
 
 def mel_weight_matrix(model_settings: ModelSettings) -> np.ndarray:
-    """The mel filterbank of TensorFlow's mfcc op as a [spectrogram bins, channels] matrix.
+    """The mel filterbank of TensorFlow's mfcc op as a float64 [spectrogram bins, channels] matrix.
 
     It applies to the square root of the power spectrogram, as the op does
     (MfccMelFilterbank in tensorflow/core/kernels/mfcc_mel_filterbank.cc).
@@ -139,51 +144,80 @@ def mel_weight_matrix(model_settings: ModelSettings) -> np.ndarray:
             weight = (center_frequencies[0] - melf) / (center_frequencies[0] - mel_low)
         if band + 1 < channels:
             weights[i, band + 1] += 1.0 - weight
-    return weights.astype(np.float32)
+    return weights
 
 
 def dct_matrix(dct_coefficient_count: int) -> np.ndarray:
-    """The DCT of TensorFlow's mfcc op as a [channels, coefficients] matrix (MfccDct)."""
+    """The DCT of TensorFlow's mfcc op as a float64 [channels, coefficients] matrix (MfccDct)."""
     channels = MFCC_FILTERBANK_CHANNEL_COUNT
     if dct_coefficient_count > channels:
         raise UsageError(f"--dct_coefficient_count {dct_coefficient_count} is more than the "
                          f"{channels} mel channels of the mfcc op")
     j = np.arange(channels)[:, None]
     i = np.arange(dct_coefficient_count)[None, :]
-    return (np.sqrt(2.0 / channels) * np.cos(np.pi / channels * (j + 0.5) * i)).astype(np.float32)
+    return np.sqrt(2.0 / channels) * np.cos(np.pi / channels * (j + 0.5) * i)
+
+
+def spectrum_bins(model_settings: ModelSettings) -> int:
+    """How many bins of the spectrum the mel filterbank reads: it stops at 4 kHz."""
+    return int(np.flatnonzero(mel_weight_matrix(model_settings).any(axis=1)).max()) + 1
 
 
 class Fingerprinter:
-    """Turns batches of clips into MFCC fingerprints equal to TF's audio_spectrogram + mfcc."""
+    """Clips [n, desired_samples] -> MFCC fingerprints [n, fingerprint_size], in numpy.
+
+    The arithmetic of TF's audio_spectrogram and mfcc ops: float64 throughout, the
+    power spectrum rounded to float32 between the two ops as TensorFlow hands it over.
+    """
 
     def __init__(self, model_settings: ModelSettings):
         self.model_settings = model_settings
-        self._window = tf.signal.hann_window(model_settings.window_size_samples, periodic=True)
-        mel = mel_weight_matrix(model_settings)
-        # The filterbank stops at 4 kHz: the spectrum above it is never read.
-        self._bins = int(np.flatnonzero(mel.any(axis=1)).max()) + 1
-        self._mel = tf.constant(mel[:self._bins])
-        self._dct = tf.constant(dct_matrix(model_settings.dct_coefficient_count))
-        # One traced function for all numpy() calls (a new one per call retraced every time).
-        self._compute = tf.function(lambda audio: self(tf.cast(audio, tf.float32) / 32768.0),
-                                    reduce_retracing=True)
+        size = model_settings.window_size_samples
+        self._window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / size)  # periodic Hann
+        self._bins = spectrum_bins(model_settings)
+        self._mel = mel_weight_matrix(model_settings)[:self._bins]
+        self._dct = dct_matrix(model_settings.dct_coefficient_count)
 
-    def __call__(self, audio: tf.Tensor) -> tf.Tensor:
-        """audio: float32 [batch, desired_samples] in [-1, 1] -> [batch, fingerprint_size]."""
+    def __call__(self, clips: np.ndarray, batch_size: int = FINGERPRINT_BATCH) -> np.ndarray:
+        """Fingerprints (float32) of int16 clips, or of float clips in [-1, 1]."""
         settings = self.model_settings
-        frames = tf.signal.frame(audio, settings.window_size_samples, settings.window_stride_samples)
-        spectrum = tf.signal.rfft(frames * self._window, [settings.fft_length])[..., :self._bins]
-        mel = tf.linalg.matmul(tf.math.abs(spectrum), self._mel)
-        log_mel = tf.math.log(tf.math.maximum(mel, MFCC_FILTERBANK_FLOOR))
-        mfcc = tf.linalg.matmul(log_mel, self._dct)
-        return tf.reshape(mfcc, [-1, settings.fingerprint_size])
-
-    def numpy(self, clips: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Fingerprints of int16 clips [n, desired_samples], computed in batches."""
-        out = np.zeros((len(clips), self.model_settings.fingerprint_size), dtype=np.float32)
+        out = np.zeros((len(clips), settings.fingerprint_size), dtype=np.float32)
+        # The zero-padded frames of a batch: the FFT runs on contiguous rows.
+        frames = np.zeros((min(batch_size, len(clips)), settings.spectrogram_length,
+                           settings.fft_length))
         for start in range(0, len(clips), batch_size):
-            out[start:start + batch_size] = self._compute(clips[start:start + batch_size]).numpy()
+            batch = clips[start:start + batch_size]
+            out[start:start + len(batch)] = self._batch(batch, frames[:len(batch)])
         return out
+
+    def _batch(self, clips: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """float64 fingerprints of a batch; frames: its buffer [clips, frames, fft_length]."""
+        settings = self.model_settings
+        size = settings.window_size_samples
+        window = self._window / 32768.0 if clips.dtype.kind in "iu" else self._window
+        np.multiply(np.lib.stride_tricks.sliding_window_view(clips, size, axis=1)
+                    [:, ::settings.window_stride_samples], window, out=frames[..., :size])
+        spectrum = np.fft.rfft(frames)[..., :self._bins]
+        power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)  # the op's output
+        mel = np.sqrt(power.reshape(-1, self._bins), dtype=np.float64) @ self._mel
+        mfcc = np.log(np.maximum(mel, MFCC_FILTERBANK_FLOOR)) @ self._dct
+        return mfcc.reshape(len(clips), -1)
+
+
+def graph_fingerprints(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    """Fingerprinter's MFCC as a TensorFlow graph (float32, tf.signal), for the tf.data
+    training pipeline: audio float32 [batch, desired_samples] in [-1, 1] -> [batch, size]."""
+    settings = model_settings
+    bins = spectrum_bins(settings)
+    window = tf.signal.hann_window(settings.window_size_samples, periodic=True)
+    frames = tf.signal.frame(audio, settings.window_size_samples, settings.window_stride_samples)
+    spectrum = tf.signal.rfft(frames * window, [settings.fft_length])[..., :bins]
+    mel_matrix = tf.constant(mel_weight_matrix(settings)[:bins], tf.float32)
+    mel = tf.linalg.matmul(tf.math.abs(spectrum), mel_matrix)
+    log_mel = tf.math.log(tf.math.maximum(mel, MFCC_FILTERBANK_FLOOR))
+    mfcc = tf.linalg.matmul(log_mel, tf.constant(dct_matrix(settings.dct_coefficient_count),
+                                                 tf.float32))
+    return tf.reshape(mfcc, [-1, settings.fingerprint_size])
 
 
 def reference_fingerprint(audio: np.ndarray, model_settings: ModelSettings) -> np.ndarray:

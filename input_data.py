@@ -7,8 +7,11 @@ data set's standard rule), with silence and unknown-word samples added at
 in memory (int16) and serves deterministic fingerprints of the validation and
 testing partitions, and augmented training batches through tf.data. The
 audio files are read by audio_io.py, the fingerprint is features.py's and the
-augmentations are augmentation.py's.
+augmentations are augmentation.py's. TensorFlow is imported only to build the
+training pipeline.
 """
+from __future__ import annotations
+
 import argparse
 import hashlib
 import math
@@ -28,7 +31,7 @@ from cli import UsageError
 from augmentation import Augmentation
 from features import ModelSettings
 
-tf = cli.import_tensorflow()
+tf = cli.lazy_tensorflow()
 
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
 SILENCE_LABEL = "_silence_"
@@ -315,11 +318,11 @@ class AudioProcessor:
         if partition == "validation" and self.validation_dir:
             return self._validation_fingerprints()
         if partition not in self._fingerprint_cache:
-            fingerprints = self.fingerprinter.numpy(self.audio[partition])[self.rows[partition]]
+            fingerprints = self.fingerprinter(self.audio[partition])[self.rows[partition]]
             silence = np.flatnonzero(self.labels[partition] == SILENCE_INDEX)
             if len(silence) and self.background_data:
                 rng = np.random.default_rng([self.seed, PARTITIONS.index(partition)])
-                fingerprints[silence] = self.fingerprinter.numpy(self.silence_clips(len(silence), rng))
+                fingerprints[silence] = self.fingerprinter(self.silence_clips(len(silence), rng))
             self._fingerprint_cache[partition] = (fingerprints, self.labels[partition])
         return self._fingerprint_cache[partition]
 
@@ -346,7 +349,7 @@ class AudioProcessor:
     def _validation_fingerprints(self) -> Tuple[np.ndarray, np.ndarray]:
         if "validation_dir" not in self._fingerprint_cache:
             clips, labels = self._validation_clips
-            self._fingerprint_cache["validation_dir"] = (self.fingerprinter.numpy(clips), labels)
+            self._fingerprint_cache["validation_dir"] = (self.fingerprinter(clips), labels)
         return self._fingerprint_cache["validation_dir"]
 
     def silence_clips(self, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -392,17 +395,18 @@ class AudioProcessor:
 
     def training_dataset(self, batch_size: int, start_step: int = 0) -> tf.data.Dataset:
         """tf.data pipeline of (fingerprints [batch, fingerprint_size], labels [batch])."""
-        samples = self.model_settings.desired_samples
+        settings = self.model_settings
+        samples = settings.desired_samples
         self.training_batches(batch_size, start_step)  # raises UsageError now if there is no data
         if not self.spec_augment.enabled:
             dataset = tf.data.Dataset.from_generator(
                 lambda: self.training_batches(batch_size, start_step),
                 output_signature=(tf.TensorSpec([batch_size, samples], tf.float32),
                                   tf.TensorSpec([batch_size], tf.int32)))
-            dataset = dataset.map(lambda clips, labels: (self.fingerprinter(clips), labels),
-                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            dataset = dataset.map(
+                lambda clips, labels: (features.graph_fingerprints(clips, settings), labels),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             return dataset.prefetch(tf.data.AUTOTUNE)
-        settings = self.model_settings
         mask_shape = [batch_size, settings.spectrogram_length, settings.dct_coefficient_count]
 
         def with_masks():
@@ -415,7 +419,7 @@ class AudioProcessor:
                                           tf.TensorSpec(mask_shape, tf.float32),
                                           tf.TensorSpec([batch_size], tf.int32)))
         dataset = dataset.map(
-            lambda clips, masks, labels: (self.fingerprinter(clips) *
+            lambda clips, masks, labels: (features.graph_fingerprints(clips, settings) *
                                           tf.reshape(masks, [batch_size, -1]), labels),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.prefetch(tf.data.AUTOTUNE)

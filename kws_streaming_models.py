@@ -14,7 +14,10 @@ per-frame Dense layers (SVDF projections, svdf_resnet shortcuts) are 1x1
 convolutions here: the same weights and arithmetic, but TFLite gets a plain
 CONV_2D instead of FULLY_CONNECTED wrapped in dynamic-batch reshapes. The 30k
 configurations train without dropout, so no Dropout layers are added.
+TensorFlow is imported when a model is first built.
 """
+from __future__ import annotations
+
 import math
 from typing import Sequence, Tuple
 
@@ -22,7 +25,7 @@ import cli
 from cli import UsageError
 from features import ModelSettings
 
-tf = cli.import_tensorflow()
+tf = cli.lazy_tensorflow()
 
 SVDF_LAYOUT = ("memory_size x N, units1 x N, units2 x (N-1) "
                "(N SVDF layers; the last one has no units2 projection)")

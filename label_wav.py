@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> None:
     scores = {}
     if clip_rows:
         clips = np.stack([np.pad(audios[row], (0, desired - len(audios[row]))) for row in clip_rows])
-        scores = dict(zip(clip_rows, score(features.Fingerprinter(model_settings).numpy(clips))))
+        scores = dict(zip(clip_rows, score(features.Fingerprinter(model_settings)(clips))))
     settings = streaming.detection_settings_from_flags(args)
     for row, position in enumerate(kept):
         if len(paths) > 1:

@@ -13,85 +13,29 @@ shapes as Arm's TF2 builders, so Arm's published weight checkpoints load into
 them with `model.load_weights`. Recurrent layers are unrolled over the
 spectrogram_length time steps, so that the TFLite converter turns them into
 builtin ops that int8 post-training quantization supports.
+
+TensorFlow is imported when a model is first built, not with this module: the
+deployment tools read its flags and need no TensorFlow.
 """
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import math
 import numbers
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import cli
 import kws_streaming_models as kws30k
 from cli import UsageError
 from features import ModelSettings
 
-tf = cli.import_tensorflow()
+tf = cli.lazy_tensorflow()
 
 # Arm trained with no dropout: its TF1 scripts fed a keep probability of 1.0
 # and its TF2 builders use Dropout(rate=0). The Dropout layers are kept where
 # the paper's models have them, so that training with dropout is a one-line change.
 DROPOUT_RATE = 0.0
-
-
-@tf.keras.utils.register_keras_serializable(package="kws")
-class ProjectionLSTMCell(tf.keras.layers.Layer):
-    """LSTM cell with peephole connections and a linear projection of its output.
-
-    This is the LSTM of the paper (TF1's `LSTMCell(use_peepholes=True,
-    num_proj=...)`, after Sak et al., 2014): the cell output is multiplied by a
-    units x projection_units matrix, and that smaller projected output is what
-    the next step sees, which shrinks the recurrent matrix. Use it inside
-    `tf.keras.layers.RNN`. The state is [projected output, cell state].
-    """
-
-    def __init__(self, units: int, projection_units: int, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.projection_units = projection_units
-        self.state_size = [projection_units, units]
-        self.output_size = projection_units
-
-    def build(self, input_shape: tf.TensorShape) -> None:
-        input_size = input_shape[-1]
-        self.kernel = self.add_weight(name="kernel", shape=(input_size, 4 * self.units),
-                                      initializer="glorot_uniform")
-        self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel", shape=(self.projection_units, 4 * self.units),
-            initializer="orthogonal")
-        self.bias = self.add_weight(name="bias", shape=(4 * self.units,),
-                                    initializer=self._bias_initializer)
-        self.input_peephole = self.add_weight(name="input_peephole", shape=(self.units,),
-                                              initializer="glorot_uniform")
-        self.forget_peephole = self.add_weight(name="forget_peephole", shape=(self.units,),
-                                               initializer="glorot_uniform")
-        self.output_peephole = self.add_weight(name="output_peephole", shape=(self.units,),
-                                               initializer="glorot_uniform")
-        self.projection_kernel = self.add_weight(
-            name="projection_kernel", shape=(self.units, self.projection_units),
-            initializer="glorot_uniform")
-        super().build(input_shape)
-
-    def _bias_initializer(self, shape: Tuple[int], dtype=None) -> tf.Tensor:
-        """Zeros, except a forget-gate bias of one (gate order: input, forget, cell, output)."""
-        return tf.concat([tf.zeros([self.units], dtype), tf.ones([self.units], dtype),
-                          tf.zeros([2 * self.units], dtype)], axis=0)
-
-    def call(self, inputs: tf.Tensor,
-             states: List[tf.Tensor]) -> Tuple[tf.Tensor, List[tf.Tensor]]:
-        output, cell_state = states
-        gates = (tf.matmul(inputs, self.kernel) + tf.matmul(output, self.recurrent_kernel)
-                 + self.bias)
-        input_gate, forget_gate, candidate, output_gate = tf.split(gates, 4, axis=-1)
-        input_gate = tf.sigmoid(input_gate + self.input_peephole * cell_state)
-        forget_gate = tf.sigmoid(forget_gate + self.forget_peephole * cell_state)
-        cell_state = forget_gate * cell_state + input_gate * tf.tanh(candidate)
-        output_gate = tf.sigmoid(output_gate + self.output_peephole * cell_state)
-        output = tf.matmul(output_gate * tf.tanh(cell_state), self.projection_kernel)
-        return output, [output, cell_state]
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "units": self.units,
-                "projection_units": self.projection_units}
 
 
 def _fingerprint_input(model_settings: ModelSettings) -> tf.Tensor:
@@ -245,6 +189,8 @@ def create_lstm_model(model_settings: ModelSettings,
     projection_units, units = model_size_info
     fingerprint = _fingerprint_input(model_settings)
     x = _spectrogram(fingerprint, model_settings)
+    from lstm_cell import ProjectionLSTMCell
+
     x = tf.keras.layers.RNN(ProjectionLSTMCell(units, projection_units), unroll=True)(x)
     return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="lstm")
 
@@ -426,12 +372,6 @@ def count_parameters(model: tf.keras.Model) -> int:
                if id(weight) not in batch_norm_weights)
 
 
-_NO_MACS = (tf.keras.layers.BatchNormalization,)
-_CONVOLUTIONS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D,
-                 tf.keras.layers.DepthwiseConv1D, tf.keras.layers.DepthwiseConv2D,
-                 tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)
-
-
 def count_macs(model: tf.keras.Model) -> int:
     """Multiply-accumulates of one inference (one clip), from the built model's shapes.
 
@@ -447,11 +387,13 @@ def count_macs(model: tf.keras.Model) -> int:
 def _layer_macs(layer: tf.keras.layers.Layer) -> int:
     if isinstance(layer, tf.keras.Model):
         return count_macs(layer)
-    if not layer.weights or isinstance(layer, _NO_MACS):
+    layers = tf.keras.layers
+    if not layer.weights or isinstance(layer, layers.BatchNormalization):
         return 0
-    if isinstance(layer, tf.keras.layers.Dense):
+    if isinstance(layer, layers.Dense):
         return layer.kernel.shape.num_elements() * _output_positions(layer)
-    if isinstance(layer, _CONVOLUTIONS):
+    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D,
+                          layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D)):
         kernels = [weight for weight in layer.weights if weight.shape.rank > 1]
         return sum(kernel.shape.num_elements() for kernel in kernels) * _output_positions(layer)
     if isinstance(layer, tf.keras.layers.RNN):
@@ -480,6 +422,8 @@ def _time_steps(layer: tf.keras.layers.Layer) -> int:
 
 def _cell_macs(cell: tf.keras.layers.Layer) -> int:
     """Multiply-accumulates of one step of a recurrent cell."""
+    from lstm_cell import ProjectionLSTMCell
+
     if isinstance(cell, tf.keras.layers.StackedRNNCells):
         return sum(_cell_macs(inner) for inner in cell.cells)
     if isinstance(cell, (tf.keras.layers.LSTMCell, tf.keras.layers.GRUCell,

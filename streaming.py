@@ -41,7 +41,7 @@ from recording import Keyword
 NOT_DETECTED = (SILENCE_LABEL, UNKNOWN_WORD_LABEL)
 MINIMUM_COUNT = 4  # RecognizeCommands' minimum_count: results averaged before a first decision
 FRAME_CHUNK_MS = 4000  # frames are computed over chunks of the recording this long
-FRAME_CHUNK_BATCH = 16
+FRAME_CHUNK_BATCH = 4  # chunks per numpy batch: their spectra stay in the CPU's cache
 WINDOW_BATCH = 4096  # windows fingerprinted and scored at once
 SWEEP_THRESHOLDS = tuple(round(i / 100, 2) for i in range(100)) + (0.995, 0.999)
 
@@ -121,7 +121,7 @@ def frame_mfccs(audio: np.ndarray, fingerprinter: features.Fingerprinter,
     kept = min(len(audio), len(padded))
     padded[:kept] = audio[:kept]
     windows = np.lib.stride_tricks.sliding_window_view(padded, chunk.desired_samples)[::hop]
-    mfccs = fingerprinter.numpy(windows, batch_size=FRAME_CHUNK_BATCH)
+    mfccs = fingerprinter(windows, batch_size=FRAME_CHUNK_BATCH)
     return mfccs.reshape(-1, s.dct_coefficient_count)[:count]
 
 

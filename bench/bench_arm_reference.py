@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
                                                    entry.window_stride_ms, 10)
         if entry.window_stride_ms not in fingerprints:
             clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings)
-            fingerprints[entry.window_stride_ms] = (features.Fingerprinter(settings).numpy(clips), labels)
+            fingerprints[entry.window_stride_ms] = (features.Fingerprinter(settings)(clips), labels)
         inputs, labels = fingerprints[entry.window_stride_ms]
         model = models.create_model(settings, entry.architecture, entry.model_size_info)
         checkpoints.load_weights(model, os.path.join(args.reference_dir, entry.checkpoint))

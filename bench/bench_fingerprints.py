@@ -2,7 +2,7 @@
 
     python bench/bench_fingerprints.py [--test_dir DIR] [--data_dir DIR] [--batches N]
 
-(a) evaluation: Fingerprinter.numpy over every clip of --test_dir (file reading timed apart);
+(a) evaluation: Fingerprinter (numpy) over every clip of --test_dir (file reading timed apart);
 (b) training: AudioProcessor.training_dataset (time shift + background noise + MFCC) over
     --data_dir (default: the dev folder, all of it training; _silence_ and _unknown_ are
     then unknown words), batches of --batch_size;
@@ -78,13 +78,11 @@ def main(args):
     start = time.perf_counter()
     clips, kept, errors = audio_io.load_clips(paths, settings.sample_rate, settings.desired_samples)
     read_s = time.perf_counter() - start
-    fingerprinter = features.Fingerprinter(settings)
-    fingerprinter.numpy(clips[:512])  # trace
     start = time.perf_counter()
-    fingerprints = fingerprinter.numpy(clips)
+    fingerprints = features.Fingerprinter(settings)(clips)
     eval_s = time.perf_counter() - start
     print(f"(a) reading {len(paths)} WAVs       {rate(len(paths), read_s)}")
-    print(f"(a) Fingerprinter.numpy         {rate(len(clips), eval_s)}")
+    print(f"(a) Fingerprinter (numpy)       {rate(len(clips), eval_s)}")
 
     # (c) reference: the TF ops, one clip at a time
     count = min(args.reference_clips, len(clips))
@@ -100,13 +98,13 @@ def main(args):
 
     # (b) training: augmented tf.data pipeline
     start = time.perf_counter()
+    noise_dir = None
+    if not os.path.isdir(os.path.join(args.data_dir, input_data.BACKGROUND_NOISE_DIR_NAME)):
+        noise_dir = os.path.join(args.background_dir, input_data.BACKGROUND_NOISE_DIR_NAME)
     processor = input_data.AudioProcessor(args.data_dir, wanted, settings,
-                                          args.validation_percentage, args.testing_percentage)
-    if not processor.background_data:
-        processor.background_data = audio_io.load_background_noise(args.background_dir,
-                                                                     settings.sample_rate)
-        print(f"    background noise from {args.background_dir}: "
-              f"{len(processor.background_data)} recordings")
+                                          args.validation_percentage, args.testing_percentage,
+                                          background_noise_dir=noise_dir)
+    print(f"    background noise: {len(processor.background_data)} recordings")
     build_s = time.perf_counter() - start
     print(f"(b) AudioProcessor built in {build_s:.2f} s: "
           + ", ".join(f"{p} {processor.set_size(p)}" for p in input_data.PARTITIONS))

@@ -152,7 +152,7 @@ def main(args: argparse.Namespace) -> None:
     model_settings = input_data.model_settings_from_flags(first)
     words_list = input_data.prepare_words_list(input_data.wanted_words_from_flags(first))
     clips, labels, _ = input_data.load_evaluation_folder(DEV_DIR, words_list, model_settings)
-    dev = (features.Fingerprinter(model_settings).numpy(clips), labels)
+    dev = (features.Fingerprinter(model_settings)(clips), labels)
     tflite_dir = os.path.join(args.work_dir, "tflite")
 
     def plain_model(checkpoint: str) -> models.tf.keras.Model:

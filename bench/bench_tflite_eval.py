@@ -1,45 +1,53 @@
-"""Clips per second of test_tflite.py's evaluation against a naive loop.
+"""End to end, as a user runs it: test_tflite.py against Arm's way of evaluating a .tflite.
 
-    python bench/bench_tflite_eval.py [--naive_clips 300]
+    python bench/bench_tflite_eval.py [--repeats 3]
 
-test_tflite's path: the clips read in parallel, fingerprinted in batches,
-and one interpreter running batches of fingerprints. The naive loop, as
-often written: a batch-1 tf.data pipeline (read, decode_wav,
-audio_spectrogram, mfcc) and a new interpreter for every clip; it runs on
---naive_clips clips only. Both run Arm's DS_CNN_S int8 model on the dev folder
-of ../shared (a tiny converted dnn on generated clips where ../shared is absent),
-and both must give the same predictions.
+Arm's DS_CNN_S int8 file on the dev folder of ../shared (a tiny converted dnn on 400
+generated clips where ../shared is absent). Each way runs in a fresh process, timed
+from start to exit (interpreter start and imports included):
+
+- Arm's way: bench/arm_test_tflite_loop.py (TensorFlow imported, TensorFlow's audio
+  ops on each clip, a new interpreter for each clip), the clips in the OS page cache;
+- ours: `python test_tflite.py ...`, cold (the clips just evicted from the OS page
+  cache with posix_fadvise; its --audio_cache_dir, a fresh folder, holds no WAVs)
+  and warm.
+The runs alternate (ours cold, Arm's, ours warm), --repeats of each, and their
+medians are compared: wall time, and the CPU time of the process. Both ways must
+print the same accuracy. Then where our time goes, in this process (the imports in
+fresh ones): imports, reading the clips, fingerprints, the interpreter.
 """
 import argparse
 import os
+import re
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from typing import List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
-
-import cli  # noqa: E402
-import input_data  # noqa: E402
-import models  # noqa: E402
-import features  # noqa: E402
-import quantization  # noqa: E402
-import tflite_model  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-
-tf = cli.import_tensorflow()
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 DEV_SET = os.path.join(SHARED, "data", "speech_commands_test_v0.02_dev")
 ARM_DS_CNN_S = os.path.join(SHARED, "reference", "arm_pretrained", "DS_CNN", "DS_CNN_S",
                             "ds_cnn_s_quantized.tflite")
+FEATURE_FLAGS = ["--window_size_ms", "40", "--window_stride_ms", "20", "--dct_coefficient_count", "10"]
 
 
-def generated_setup(folder: str):
+def generated_setup(folder: str) -> Tuple[str, str]:
     """A tiny converted dnn and 400 generated clips in label folders (no ../shared)."""
     import wave
+
+    import numpy as np
+
+    import cli
+    import features
+    import input_data
+    import models
+    import quantization
 
     def write_wav(path, samples):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -56,72 +64,104 @@ def generated_setup(folder: str):
         write_wav(os.path.join(folder, words[n % len(words)], f"clip{n}.wav"),
                   rng.integers(-2000, 2000, 16000))
     model = models.create_model(settings, "dnn", (64, 64))
-    content = quantization.convert_model(model, quantization.MODES[(quantization.FULL_INTEGER, "float32")],
-                                         rng.normal(0, 10, (50, settings.fingerprint_size)), 1.0)
+    mode = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
+    content = quantization.convert_model(model, mode, rng.normal(0, 10, (50, settings.fingerprint_size)))
     path = os.path.join(folder, "dnn.tflite")
     cli.write_atomically(path, content)
-    return path, folder, settings
+    return path, folder
 
 
-def naive_predictions(tflite_path: str, paths, settings: features.ModelSettings) -> np.ndarray:
-    """A new interpreter per clip, fed by a batch-1 tf.data pipeline of TF's audio ops."""
-    def features(path):
-        audio, _ = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1,
-                                       desired_samples=settings.desired_samples)
-        spectrogram = tf.raw_ops.AudioSpectrogram(
-            input=audio, window_size=settings.window_size_samples,
-            stride=settings.window_stride_samples, magnitude_squared=True)
-        mfcc = tf.raw_ops.Mfcc(spectrogram=spectrogram, sample_rate=settings.sample_rate,
-                               dct_coefficient_count=settings.dct_coefficient_count)
-        return tf.reshape(mfcc, [1, -1])
+def evict(folder: str) -> None:
+    """Drops the files under folder from the OS page cache: the next read is from the disk."""
+    for base, _, names in os.walk(folder):
+        for name in names:
+            descriptor = os.open(os.path.join(base, name), os.O_RDONLY)
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(descriptor)
 
-    dataset = tf.data.Dataset.from_tensor_slices(list(paths)).map(features)
-    predictions = []
-    for fingerprint in dataset:
-        interpreter = Interpreter(model_path=tflite_path)
-        interpreter.allocate_tensors()
-        inputs = interpreter.get_input_details()[0]
-        output = interpreter.get_output_details()[0]
-        interpreter.set_tensor(inputs["index"], fingerprint.numpy().astype(np.float32))
-        interpreter.invoke()
-        predictions.append(int(np.argmax(interpreter.get_tensor(output["index"]))))
-    return np.array(predictions)
+
+def timed(command: List[str]) -> Tuple[float, float, str]:
+    """Wall and CPU seconds of a command in a fresh process, and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if run.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{run.stderr}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu, run.stdout
+
+
+def accuracy(output: str) -> float:
+    """The accuracy that test_tflite.py or Arm's loop printed."""
+    ours = re.search(r"accuracy (\d\.\d+)", output)
+    if ours:
+        return float(ours.group(1))
+    return float(re.search(r"accuracy = ([\d.]+)%", output).group(1)) / 100
+
+
+def breakdown(tflite_path: str, test_dir: str) -> str:
+    """Where test_tflite.py's time goes: python start, imports, reading, fingerprints, interpreter."""
+    start_s = min(timed([sys.executable, "-c", "pass"])[0] for _ in range(3))
+    import_s = min(timed([sys.executable, "-c", "import test_tflite"])[0] for _ in range(3)) - start_s
+    import evaluation
+    import features
+    import input_data
+    import tflite_model
+
+    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+    words = input_data.prepare_words_list(input_data.DEFAULT_WANTED_WORDS.split(","))
+    start = time.perf_counter()
+    clips, labels, _ = input_data.load_evaluation_folder(test_dir, words, settings)
+    read_s = time.perf_counter() - start
+    fingerprints = features.Fingerprinter(settings)(clips)
+    fingerprint_s = time.perf_counter() - start - read_s
+    evaluation.evaluate(tflite_model.TFLiteModel(tflite_path), fingerprints, labels, len(words))
+    interpreter_s = time.perf_counter() - start - read_s - fingerprint_s
+    return (f"python start {start_s:.2f} s, imports {import_s:.2f} s, reading {read_s:.2f} s, "
+            f"fingerprints {fingerprint_s:.2f} s, interpreter {interpreter_s:.2f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--naive_clips", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="Runs of each (alternating; their medians are compared).")
     args = parser.parse_args()
     temporary = tempfile.TemporaryDirectory()
     if os.path.isdir(DEV_SET) and os.path.isfile(ARM_DS_CNN_S):
         tflite_path, test_dir = ARM_DS_CNN_S, DEV_SET
-        settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
-        print(f"Arm's DS_CNN_S int8 on {DEV_SET}")
+        print(f"Arm's DS_CNN_S int8 on {DEV_SET}; load average {os.getloadavg()[0]:.1f}, "
+              f"{os.cpu_count()} CPUs")
     else:
-        tflite_path, test_dir, settings = generated_setup(temporary.name)
+        tflite_path, test_dir = generated_setup(temporary.name)
         print(f"{SHARED} absent: a tiny dnn on 400 generated clips")
-    words = input_data.prepare_words_list(input_data.DEFAULT_WANTED_WORDS.split(","))
+    ours = [sys.executable, "test_tflite.py", "--tflite_path", tflite_path, "--test_dir", test_dir,
+            "--audio_cache_dir", os.path.join(temporary.name, "cache")] + FEATURE_FLAGS
+    arm_way = [sys.executable, os.path.join("bench", "arm_test_tflite_loop.py"),
+               "--tflite_path", tflite_path, "--test_dir", test_dir]
 
-    start = time.perf_counter()
-    clips, labels, paths = input_data.load_evaluation_folder(test_dir, words, settings)
-    fingerprints = features.Fingerprinter(settings).numpy(clips)
-    model = tflite_model.TFLiteModel(tflite_path)
-    fast = np.argmax(model.predict(fingerprints), axis=1)
-    fast_seconds = time.perf_counter() - start
-    fast_rate = len(clips) / fast_seconds
-    print(f"test_tflite path: {len(clips)} clips in {fast_seconds:.2f} s = {fast_rate:,.0f} clips/s "
-          f"(accuracy {np.mean(fast == labels):.4f}; "
-          f"{'batches of %d' % model.batch_size if model.batched else 'one clip at a time'})")
-
-    order = np.random.default_rng(0).permutation(len(paths))[:args.naive_clips]
-    start = time.perf_counter()
-    naive = naive_predictions(tflite_path, [paths[i] for i in order], settings)
-    naive_seconds = time.perf_counter() - start
-    naive_rate = len(order) / naive_seconds
-    agree = float(np.mean(naive == fast[order]))
-    print(f"naive loop:       {len(order)} clips in {naive_seconds:.2f} s = {naive_rate:,.0f} clips/s "
-          f"(same prediction on {100 * agree:.1f}% of clips)")
-    print(f"ratio: {fast_rate / naive_rate:.1f}x")
+    cold, arm, warm = [], [], []
+    for _ in range(args.repeats):
+        evict(test_dir)
+        cold.append(timed(ours))
+        arm.append(timed(arm_way))
+        warm.append(timed(ours))
+    count = int(re.search(r"\(N=(\d+)\)", cold[0][2]).group(1))
+    medians = {}
+    for name, runs in (("Arm's way (TF's ops and an interpreter per clip)", arm),
+                       ("ours, cold", cold), ("ours, warm", warm)):
+        wall, cpu = medians[name] = tuple(statistics.median(run[i] for run in runs) for i in (0, 1))
+        print(f"{name}: {wall:.2f} s = {count / wall:,.0f} clips/s (CPU {cpu:.2f} s; runs: "
+              f"{' '.join(f'{run[0]:.2f}' for run in runs)} s)")
+    (arm_s, arm_cpu), (cold_s, _), (warm_s, warm_cpu) = medians.values()
+    figures = {accuracy(output) for _, _, output in arm + cold + warm}
+    print(f"ratio of the medians: {arm_s / warm_s:.1f}x warm, {arm_s / cold_s:.1f}x cold, "
+          f"{arm_cpu / warm_cpu:.1f}x in CPU time warm (accuracy "
+          f"{' / '.join(f'{value:.4f}' for value in sorted(figures))} on {count} clips)")
+    print(f"ours, where the time goes (warm): {breakdown(tflite_path, test_dir)}")
+    if len(figures) != 1:
+        sys.exit("the two ways disagree on the accuracy")
 
 
 if __name__ == "__main__":

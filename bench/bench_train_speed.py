@@ -12,7 +12,7 @@ first allocations) and times --steps steps:
        (what (a) would cost without its per-step .numpy()/float() calls);
   (b)  Trainer.train_step over precomputed fingerprints: the model-only ceiling;
   (c)  training_dataset alone, and its two stages: the numpy generator
-       (batching, time shift, background noise) and Fingerprinter (MFCC).
+       (batching, time shift, background noise) and graph_fingerprints (MFCC).
 CPU ms/step is the process's CPU time (all threads) per step: with C cores, wall >= CPU / C.
 The load average is printed before and after: figures taken on a busy machine are slower.
 """
@@ -142,7 +142,7 @@ def main(args: argparse.Namespace) -> None:
             pass
 
     audio = [tf.constant(clips) for clips, _ in itertools.islice(processor.training_batches(args.batch_size), 10)]
-    fingerprint = tf.function(processor.fingerprinter.__call__)
+    fingerprint = tf.function(lambda clips: features.graph_fingerprints(clips, settings))
 
     def fingerprinter(count: int) -> None:
         for clips in itertools.islice(itertools.cycle(audio), count):
@@ -154,7 +154,7 @@ def main(args: argparse.Namespace) -> None:
         ("(b)  model only (precomputed fingerprints)", ms_per_step(model_only, args.warmup, args.steps)),
         ("(c)  input pipeline: training_dataset", ms_per_step(pipeline, args.warmup, args.steps)),
         ("(c1) numpy generator: batch + augment", ms_per_step(generator, args.warmup, args.steps)),
-        ("(c2) Fingerprinter (MFCC) of one batch", ms_per_step(fingerprinter, args.warmup, args.steps)),
+        ("(c2) graph_fingerprints (MFCC), one batch", ms_per_step(fingerprinter, args.warmup, args.steps)),
     ]
     print(f"{'':46s} {'wall ms/step':>12s} {'batches/s':>10s} {'CPU ms/step':>12s}")
     for name, (wall, cpu) in figures:

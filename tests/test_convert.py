@@ -340,7 +340,7 @@ def trained(tmp_path_factory):
     labels = np.array([{"yes": 2, "no": 3}.get(path.parent.name, 1) for path in paths])
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01),
                   loss="sparse_categorical_crossentropy")
-    model.fit(fingerprinter.numpy(clips), labels, epochs=20, verbose=0)
+    model.fit(fingerprinter(clips), labels, epochs=20, verbose=0)
     checkpoint = str(root / "ckpt" / "dnn")
     checkpoints.save_weights_atomically(model, checkpoint)
     base = ["--model_architecture", "dnn", "--model_size_info", "16", "16",

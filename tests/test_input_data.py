@@ -151,29 +151,50 @@ def sample_clips():
     return np.stack([np.clip(np.round(c * 32767), -32768, 32767) for c in clips]).astype(np.int16)
 
 
-@pytest.mark.parametrize("window_size_ms, window_stride_ms, dct_coefficient_count", [
-    (30, 10, 40), (40, 20, 10), (40, 40, 10), (25, 10, 13), (20, 7.5, 20)])
+FINGERPRINT_SETTINGS = [(30, 10, 40), (40, 20, 10), (40, 40, 10), (25, 10, 13), (20, 7.5, 20)]
+
+
+@pytest.mark.parametrize("window_size_ms, window_stride_ms, dct_coefficient_count",
+                         FINGERPRINT_SETTINGS)
 def test_fingerprinter_equals_tf_ops(window_size_ms, window_stride_ms, dct_coefficient_count):
+    """The numpy MFCC is TF's arithmetic (float64, the power spectrum rounded to float32):
+    equal to the ops' float32 output to float32's resolution."""
     settings = prepare_model_settings(12, SAMPLE_RATE, 1000, window_size_ms, window_stride_ms,
                                       dct_coefficient_count)
     clips = sample_clips()
-    fingerprints = features.Fingerprinter(settings).numpy(clips, batch_size=4)
+    fingerprints = features.Fingerprinter(settings)(clips, batch_size=4)
     assert fingerprints.shape == (len(clips), settings.fingerprint_size)
     assert fingerprints.dtype == np.float32
     for clip, fingerprint in zip(clips, fingerprints):
         reference = features.reference_fingerprint(clip.astype(np.float32) / 32768.0, settings)
         assert reference.shape == fingerprint.shape
         scale = np.abs(reference).max()
+        np.testing.assert_allclose(fingerprint, reference, rtol=0, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("window_size_ms, window_stride_ms, dct_coefficient_count",
+                         FINGERPRINT_SETTINGS)
+def test_graph_fingerprints_equal_tf_ops(window_size_ms, window_stride_ms, dct_coefficient_count):
+    """The training pipeline's MFCC, a float32 tf.signal graph: equal to the ops' to 1e-5."""
+    tf = cli.import_tensorflow()
+    settings = prepare_model_settings(12, SAMPLE_RATE, 1000, window_size_ms, window_stride_ms,
+                                      dct_coefficient_count)
+    audio = sample_clips().astype(np.float32) / 32768.0
+    fingerprints = features.graph_fingerprints(tf.constant(audio), settings).numpy()
+    for clip, fingerprint in zip(audio, fingerprints):
+        reference = features.reference_fingerprint(clip, settings)
+        scale = np.abs(reference).max()
         np.testing.assert_allclose(fingerprint, reference, rtol=0, atol=1e-5 * scale)
 
 
-def test_fingerprinter_numpy_is_independent_of_batching():
+def test_fingerprinter_is_independent_of_batching_and_input_type():
     fingerprinter = features.Fingerprinter(DS_CNN)
     clips = sample_clips()
-    whole = fingerprinter.numpy(clips)
-    np.testing.assert_allclose(fingerprinter.numpy(clips, batch_size=2), whole, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(fingerprinter.numpy(clips[2:3]), whole[2:3], rtol=0, atol=1e-4)
-    assert fingerprinter.numpy(clips[:0]).shape == (0, DS_CNN.fingerprint_size)
+    whole = fingerprinter(clips)
+    np.testing.assert_allclose(fingerprinter(clips, batch_size=2), whole, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(fingerprinter(clips[2:3]), whole[2:3], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(fingerprinter(clips.astype(np.float32) / 32768.0), whole)
+    assert fingerprinter(clips[:0]).shape == (0, DS_CNN.fingerprint_size)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -265,7 +286,8 @@ def test_training_dataset_shapes_and_values(data_dir):
         assert labels.min() >= 0 and labels.max() < DS_CNN.label_count
     first_audio, first_labels = next(audio.training_batches(16))
     np.testing.assert_array_equal(batches[0][1], first_labels)
-    expected = audio.fingerprinter(first_audio).numpy()
+    tf = cli.import_tensorflow()
+    expected = features.graph_fingerprints(tf.constant(first_audio), DS_CNN).numpy()
     np.testing.assert_allclose(batches[0][0], expected, rtol=0, atol=1e-4)
     resumed = next(audio.training_dataset(16, start_step=1).as_numpy_iterator())
     np.testing.assert_allclose(resumed[0], batches[1][0], rtol=0, atol=1e-4)
@@ -279,7 +301,7 @@ def test_fingerprints_of_a_partition(data_dir):
     assert audio.fingerprints("validation")[0] is fingerprints  # computed once
     # Silence samples are noise (there is a _background_noise_ folder), the same every time.
     silence = labels == input_data.SILENCE_INDEX
-    zero = audio.fingerprinter.numpy(np.zeros((1, SAMPLE_RATE), dtype=np.int16))[0]
+    zero = audio.fingerprinter(np.zeros((1, SAMPLE_RATE), dtype=np.int16))[0]
     assert silence.any() and not np.any(np.all(fingerprints[silence] == zero, axis=1))
     np.testing.assert_array_equal(processor(data_dir).fingerprints("validation")[0], fingerprints)
 

@@ -74,7 +74,7 @@ def test_int8_accuracy_on_real_speech_is_what_the_readme_states(args):
     settings = input_data.model_settings_from_flags(args)
     words = input_data.prepare_words_list(input_data.wanted_words_from_flags(args))
     clips, labels, _ = input_data.load_evaluation_folder(str(DEV_DIR), words, settings)
-    fingerprints = features.Fingerprinter(settings).numpy(clips)
+    fingerprints = features.Fingerprinter(settings)(clips)
     scores = tflite_model.TFLiteModel(str(ROOT / args.output_file)).predict(fingerprints)
     accuracy = float(np.mean(np.argmax(scores, axis=1) == labels))
     assert accuracy == pytest.approx(readme_table()[model_name(args)][1], abs=5e-5)

@@ -34,7 +34,7 @@ def test_window_fingerprints_equal_those_of_the_clips(window_stride_ms, phases):
     windows = streaming.SlidingWindows(audio, settings, stride_samples=480)  # every 30 ms
     assert len(windows) == 1 + (len(audio) - 16000) // 480 and windows.phases == phases
     clips = np.stack([audio[offset:offset + 16000] for offset in windows.offsets])
-    expected = features.Fingerprinter(settings).numpy(clips)
+    expected = features.Fingerprinter(settings)(clips)
     np.testing.assert_allclose(windows.fingerprints(np.arange(len(windows))), expected,
                                atol=1e-4 * np.abs(expected).max())
 
@@ -71,7 +71,7 @@ class MarkerScorer:
     def __init__(self):
         fingerprinter = features.Fingerprinter(MARK_SETTINGS)
         clips = np.stack([np.zeros(16000)] + [noise(LEVELS[label], 16000) for label in LABELS[1:]])
-        self.levels = fingerprinter.numpy(clips.astype(np.int16))[:, 0]
+        self.levels = fingerprinter(clips.astype(np.int16))[:, 0]
 
     def __call__(self, fingerprints):
         nearest = np.argmin(np.abs(fingerprints[:, :1] - self.levels[None, :]), axis=1)
