@@ -102,6 +102,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number greater than zero."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def fraction(text: str) -> float:
     """argparse type: a float in [0, 1]."""
     value = non_negative_float(text)

@@ -52,6 +52,14 @@ def add_label_flags(parser: argparse.ArgumentParser) -> None:
                         help="Words to use (others are added to the _unknown_ label).")
 
 
+def add_split_flags(group: argparse._ArgumentGroup) -> None:
+    """--validation_percentage and --testing_percentage: the split of --data_dir by speaker."""
+    group.add_argument("--validation_percentage", type=cli.non_negative_float, default=10,
+                       help="What percentage of wavs to use as a validation set.")
+    group.add_argument("--testing_percentage", type=cli.non_negative_float, default=10,
+                       help="What percentage of wavs to use as a test set.")
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of the data set and its split (with add_label_flags, features.add_feature_flags)."""
     group = parser.add_argument_group("data")
@@ -73,10 +81,7 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--test_dir", default=None,
                        help="An evaluation folder in the layout of speech_commands_test_set_v0.02: one "
                             "folder per label, _silence_ and _unknown_ included, every clip labelled by its folder.")
-    group.add_argument("--validation_percentage", type=cli.non_negative_float, default=10,
-                       help="What percentage of wavs to use as a validation set.")
-    group.add_argument("--testing_percentage", type=cli.non_negative_float, default=10,
-                       help="What percentage of wavs to use as a test set.")
+    add_split_flags(group)
     group.add_argument("--silence_percentage", type=cli.non_negative_float, default=10.0,
                        help="How much of the training data should be silence.")
     group.add_argument("--unknown_percentage", type=cli.non_negative_float, default=10.0,

@@ -119,10 +119,7 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
                              "of which --partition is used.")
     source.add_argument("--partition", choices=input_data.PARTITIONS, default="testing",
                         help="The partition of --data_dir to take words from.")
-    source.add_argument("--validation_percentage", type=cli.non_negative_float, default=10,
-                        help="The split of --data_dir: percentage of speakers in validation.")
-    source.add_argument("--testing_percentage", type=cli.non_negative_float, default=10,
-                        help="The split of --data_dir: percentage of speakers in testing.")
+    input_data.add_split_flags(source)
     input_data.add_label_flags(parser)
     source.add_argument("--background_noise_dir", default=None,
                         help="A folder of long noise recordings (e.g. _background_noise_); "

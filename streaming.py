@@ -51,7 +51,7 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 def add_detection_flags(parser: argparse.ArgumentParser) -> None:
     """The sliding window, the smoothing and the detection rule (TensorFlow's defaults)."""
     group = parser.add_argument_group("detection on recordings longer than a clip")
-    group.add_argument("--clip_stride_ms", type=positive_float, default=30.0,
+    group.add_argument("--clip_stride_ms", type=cli.positive_float, default=30.0,
                        help="How often the model scores the last clip of audio. Frames are computed "
                             "once for each phase of this stride on the --window_stride_ms grid.")
     group.add_argument("--average_window_ms", type=cli.non_negative_float, default=500.0,
@@ -71,14 +71,6 @@ def add_accuracy_flags(parser: argparse.ArgumentParser) -> None:
                              "thresholds 0.00 to 0.99, 0.995 and 0.999.")
     parser.add_argument("--output_json", default=None,
                         help="Also write the figures (and the sweep) to this JSON file.")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number greater than zero."""
-    value = cli.non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
