@@ -59,28 +59,6 @@ import tflm_runtime
 from cli import UsageError
 
 
-def accuracy_figures(args: argparse.Namespace, data: input_data.DataSource, model,
-                     tflite, output_file: str, words_list) -> dict:
-    """The float Keras model and the new .tflite on --test_dir, else on the testing partition."""
-    try:
-        partitions = [] if args.test_dir or not data.usable() else ["testing"]
-        sets = evaluation.evaluation_sets(args, data, partitions)
-    except UsageError as error:  # the model is written; only the comparison is missing
-        print(f"Accuracy not measured: {error}")
-        return {"error": str(error)}
-    if not sets:
-        print("No --test_dir and no test partition in --data_dir: accuracy not measured")
-        return {}
-    name, (fingerprints, labels) = next(iter(sets.items()))
-    before = evaluation.evaluate(model, fingerprints, labels, len(words_list))
-    after = evaluation.evaluate(tflite, fingerprints, labels, len(words_list))
-    print(f"Accuracy on {name} (N={after.count}): float Keras model {before.accuracy:.4f}, "
-          f"{os.path.basename(output_file)} {after.accuracy:.4f} "
-          f"({100 * (after.accuracy - before.accuracy):+.2f} points)")
-    return {"set": name, "count": after.count, "float": before.accuracy, "tflite": after.accuracy,
-            "labels": list(words_list), "confusion_matrix": after.confusion_matrix.tolist()}
-
-
 def main(args: argparse.Namespace) -> None:
     mode = quantization.mode_from_flags(args)
     if args.quantize:
@@ -117,8 +95,9 @@ def main(args: argparse.Namespace) -> None:
                "checkpoint": prefix, "calibration": source,
                "input_clip_percentile": args.input_clip_percentile if source else None,
                "report": report, "keras": models.model_figures(model),
-               "accuracy": accuracy_figures(args, data, model, tflite, output_file,
-                                            input_data.words_list_from_flags(args))}
+               "accuracy": evaluation.compare_accuracy(
+                   args, data, model, tflite, os.path.basename(output_file),
+                   input_data.words_list_from_flags(args))}
     if args.report_json:
         evaluation.write_json(args.report_json, figures)
 

@@ -118,3 +118,26 @@ def test_sets(args: argparse.Namespace, data: input_data.DataSource
         raise cli.UsageError(f"--data_dir {args.data_dir}: the validation and testing partitions are "
                              f"empty; nothing to evaluate (pass --test_dir, or other percentages)")
     return sets
+
+
+def compare_accuracy(args: argparse.Namespace, data: input_data.DataSource, model, tflite,
+                     tflite_name: str, words_list: Sequence[str]) -> dict:
+    """convert.py's figures: the float Keras model and its .tflite (named tflite_name) on
+    --test_dir, else on the testing partition; prints them."""
+    try:
+        partitions = [] if args.test_dir or not data.usable() else ["testing"]
+        sets = evaluation_sets(args, data, partitions)
+    except cli.UsageError as error:  # the model is written; only the comparison is missing
+        print(f"Accuracy not measured: {error}")
+        return {"error": str(error)}
+    if not sets:
+        print("No --test_dir and no test partition in --data_dir: accuracy not measured")
+        return {}
+    name, (fingerprints, labels) = next(iter(sets.items()))
+    before = evaluate(model, fingerprints, labels, len(words_list))
+    after = evaluate(tflite, fingerprints, labels, len(words_list))
+    print(f"Accuracy on {name} (N={after.count}): float Keras model {before.accuracy:.4f}, "
+          f"{tflite_name} {after.accuracy:.4f} "
+          f"({100 * (after.accuracy - before.accuracy):+.2f} points)")
+    return {"set": name, "count": after.count, "float": before.accuracy, "tflite": after.accuracy,
+            "labels": list(words_list), "confusion_matrix": after.confusion_matrix.tolist()}
