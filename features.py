@@ -204,9 +204,10 @@ class Fingerprinter:
         return mfcc.reshape(len(clips), -1)
 
 
-def graph_fingerprints(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
-    """Fingerprinter's MFCC as a TensorFlow graph (float32, tf.signal), for the tf.data
-    training pipeline: audio float32 [batch, desired_samples] in [-1, 1] -> [batch, size]."""
+def graph_mfcc(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    """Fingerprinter's MFCC as a TensorFlow graph (float32, tf.signal), frame by frame:
+    audio float32 [batch, samples] in [-1, 1], of any length of at least one window ->
+    [batch, frames, dct_coefficient_count], one frame per window_stride_samples."""
     settings = model_settings
     bins = spectrum_bins(settings)
     window = tf.signal.hann_window(settings.window_size_samples, periodic=True)
@@ -215,9 +216,14 @@ def graph_fingerprints(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Te
     mel_matrix = tf.constant(mel_weight_matrix(settings)[:bins], tf.float32)
     mel = tf.linalg.matmul(tf.math.abs(spectrum), mel_matrix)
     log_mel = tf.math.log(tf.math.maximum(mel, MFCC_FILTERBANK_FLOOR))
-    mfcc = tf.linalg.matmul(log_mel, tf.constant(dct_matrix(settings.dct_coefficient_count),
+    return tf.linalg.matmul(log_mel, tf.constant(dct_matrix(settings.dct_coefficient_count),
                                                  tf.float32))
-    return tf.reshape(mfcc, [-1, settings.fingerprint_size])
+
+
+def graph_fingerprints(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    """graph_mfcc of whole clips, flattened, for the tf.data training pipeline:
+    audio float32 [batch, desired_samples] in [-1, 1] -> [batch, fingerprint_size]."""
+    return tf.reshape(graph_mfcc(audio, model_settings), [-1, model_settings.fingerprint_size])
 
 
 def reference_fingerprint(audio: np.ndarray, model_settings: ModelSettings) -> np.ndarray:
