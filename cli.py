@@ -50,7 +50,8 @@ def import_tensorflow():
     with quiet_stderr():
         import tensorflow
         tensorflow.config.list_physical_devices()
-        tensorflow.constant(0.0).numpy()
+        if "TF_CONFIG" not in os.environ:  # a multi-worker strategy must start the runtime itself
+            tensorflow.constant(0.0).numpy()
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
 

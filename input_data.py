@@ -26,6 +26,7 @@ import augmentation as aug
 import cli
 import download
 import features
+import pipeline
 from audio_io import AUDIO_EXTENSIONS
 from cli import UsageError
 from augmentation import Augmentation
@@ -60,8 +61,11 @@ def add_split_flags(group: argparse._ArgumentGroup) -> None:
                        help="What percentage of wavs to use as a test set.")
 
 
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags of the data set and its split (with add_label_flags, features.add_feature_flags)."""
+def add_data_flags(parser: argparse.ArgumentParser, evaluation_folders: bool = True,
+                   decode_cache: bool = True) -> None:
+    """Flags of the data set and its split (with add_label_flags, features.add_feature_flags);
+    without evaluation_folders no --test_dir and --validation_dir, without decode_cache no
+    --audio_cache_dir (prepare_data.py reads neither)."""
     group = parser.add_argument_group("data")
     group.add_argument("--data_url", default=DEFAULT_DATA_URL,
                        help="Location of the speech training data archive; '' uses --data_dir as it is.")
@@ -74,13 +78,16 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--background_noise_dir", default=None,
                        help="A folder of long noise recordings to mix into training clips and "
                             "silence, in addition to each --data_dir's _background_noise_/.")
-    group.add_argument("--audio_cache_dir", default=audio_io.DEFAULT_AUDIO_CACHE_DIR,
-                       help="Where clips decoded from compressed formats (.flac .ogg .opus .mp3) "
-                            "are kept, keyed by the file list and the sample rate and length, so "
-                            "that the next run loads them in seconds ('' for no cache).")
-    group.add_argument("--test_dir", default=None,
-                       help="An evaluation folder in the layout of speech_commands_test_set_v0.02: one "
-                            "folder per label, _silence_ and _unknown_ included, every clip labelled by its folder.")
+    if decode_cache:
+        group.add_argument("--audio_cache_dir", default=audio_io.DEFAULT_AUDIO_CACHE_DIR,
+                           help="Where clips decoded from compressed formats (.flac .ogg .opus "
+                                ".mp3) are kept, keyed by the file list, rate and length: the next "
+                                "run loads them in seconds ('' for no cache).")
+    if evaluation_folders:
+        group.add_argument("--test_dir", default=None,
+                           help="An evaluation folder in the layout of speech_commands_test_set_v0.02: "
+                                "one folder per label, _silence_ and _unknown_ included, every clip "
+                                "labelled by its folder.")
     add_split_flags(group)
     group.add_argument("--silence_percentage", type=cli.non_negative_float, default=10.0,
                        help="How much of the training data should be silence.")
@@ -89,11 +96,13 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--extra_unknown_dirs", type=cli.comma_list(str), default=[],
                        help="Comma-separated folders of <word>/<clip> whose words (other than the "
                             "wanted ones) are added to _unknown_, split by the same hash rule.")
-    group.add_argument("--validation_dir", default=None,
-                       help="Select the best model on this folder instead of the validation "
-                            "partition: evaluation-folder layout, the wanted words by name, other "
-                            "word folders as _unknown_ (at most half as many clips as the keywords), "
-                            "plus noise silence at --silence_percentage. Never the test folder.")
+    if evaluation_folders:
+        group.add_argument("--validation_dir", default=None,
+                           help="Select the best model on this folder instead of the validation "
+                                "partition: evaluation-folder layout, the wanted words by name, "
+                                "other word folders as _unknown_ (at most half as many clips as the "
+                                "keywords), plus noise silence at --silence_percentage. Never the "
+                                "test folder.")
     group.add_argument("--seed", type=int, default=RANDOM_SEED,
                        help="Fixes the choice of silence/unknown samples, the augmentation and the "
                             "initialization.")
@@ -314,22 +323,43 @@ class AudioProcessor:
         return len(self.data_index[partition])
 
     def fingerprints(self, partition: str) -> Tuple[np.ndarray, np.ndarray]:
-        """Deterministic fingerprints and labels of a partition (no augmentation), computed once.
+        """Deterministic fingerprints and labels of a partition (no augmentation), computed once:
+        those of clips(partition)."""
+        if partition == "validation" and self.validation_dir:
+            if "validation_dir" not in self._fingerprint_cache:
+                clips, labels = self._validation_clips
+                self._fingerprint_cache["validation_dir"] = (self.fingerprinter(clips), labels)
+            return self._fingerprint_cache["validation_dir"]
+        if partition not in self._fingerprint_cache:
+            fingerprints = self.fingerprinter(self.audio[partition])[self.rows[partition]]
+            silence, noise = self._silence(partition)
+            if len(silence):
+                fingerprints[silence] = self.fingerprinter(noise)
+            self._fingerprint_cache[partition] = (fingerprints, self.labels[partition])
+        return self._fingerprint_cache[partition]
+
+    def clips(self, partition: str) -> Tuple[np.ndarray, np.ndarray]:
+        """Deterministic int16 clips and labels of a partition (no augmentation).
 
         Silence samples are background noise at a seeded random volume, as in
         training and as the `_silence_` clips of the canonical test set are
         (zeros without noise recordings).
         """
         if partition == "validation" and self.validation_dir:
-            return self._validation_fingerprints()
-        if partition not in self._fingerprint_cache:
-            fingerprints = self.fingerprinter(self.audio[partition])[self.rows[partition]]
-            silence = np.flatnonzero(self.labels[partition] == SILENCE_INDEX)
-            if len(silence) and self.background_data:
-                rng = np.random.default_rng([self.seed, PARTITIONS.index(partition)])
-                fingerprints[silence] = self.fingerprinter(self.silence_clips(len(silence), rng))
-            self._fingerprint_cache[partition] = (fingerprints, self.labels[partition])
-        return self._fingerprint_cache[partition]
+            return self._validation_clips
+        clips = self.audio[partition][self.rows[partition]]
+        silence, noise = self._silence(partition)
+        clips[silence] = noise
+        return clips, self.labels[partition]
+
+    def _silence(self, partition: str) -> Tuple[np.ndarray, np.ndarray]:
+        """The rows of a partition's silence samples and their seeded noise clips (none
+        without background noise: the samples stay digital silence)."""
+        silence = np.flatnonzero(self.labels[partition] == SILENCE_INDEX)
+        if not len(silence) or not self.background_data:
+            return silence[:0], np.zeros((0, self.model_settings.desired_samples), np.int16)
+        rng = np.random.default_rng([self.seed, PARTITIONS.index(partition)])
+        return silence, self.silence_clips(len(silence), rng)
 
     def _load_validation_folder(self, folder: str) -> Tuple[np.ndarray, np.ndarray]:
         """--validation_dir's clips and labels: keywords, unknown (capped), noise silence."""
@@ -351,11 +381,6 @@ class AudioProcessor:
               + ", ".join(f"{word} {int(np.sum(labels == i))}" for i, word in enumerate(self.words_list)))
         return clips, labels
 
-    def _validation_fingerprints(self) -> Tuple[np.ndarray, np.ndarray]:
-        if "validation_dir" not in self._fingerprint_cache:
-            clips, labels = self._validation_clips
-            self._fingerprint_cache["validation_dir"] = (self.fingerprinter(clips), labels)
-        return self._fingerprint_cache["validation_dir"]
 
     def silence_clips(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """count int16 clips of background noise, each at a random volume in [0, 1)."""
@@ -398,36 +423,15 @@ class AudioProcessor:
                 labels[batch_rows]
             step += 1
 
-    def training_dataset(self, batch_size: int, start_step: int = 0) -> tf.data.Dataset:
-        """tf.data pipeline of (fingerprints [batch, fingerprint_size], labels [batch])."""
-        settings = self.model_settings
-        samples = settings.desired_samples
+    def training_dataset(self, batch_size: int, start_step: int = 0,
+                         on_device: bool = False) -> tf.data.Dataset:
+        """tf.data pipeline of (fingerprints [batch, fingerprint_size], labels [batch]); with
+        on_device, of (audio dict, labels) for the step to fingerprint (pipeline.model_inputs)."""
         self.training_batches(batch_size, start_step)  # raises UsageError now if there is no data
-        if not self.spec_augment.enabled:
-            dataset = tf.data.Dataset.from_generator(
-                lambda: self.training_batches(batch_size, start_step),
-                output_signature=(tf.TensorSpec([batch_size, samples], tf.float32),
-                                  tf.TensorSpec([batch_size], tf.int32)))
-            dataset = dataset.map(
-                lambda clips, labels: (features.graph_fingerprints(clips, settings), labels),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            return dataset.prefetch(tf.data.AUTOTUNE)
-        mask_shape = [batch_size, settings.spectrogram_length, settings.dct_coefficient_count]
-
-        def with_masks():
-            for step, (clips, labels) in enumerate(self.training_batches(batch_size, start_step),
-                                                   start_step):
-                yield clips, self.spec_augment.masks(batch_size, step), labels
-
-        dataset = tf.data.Dataset.from_generator(
-            with_masks, output_signature=(tf.TensorSpec([batch_size, samples], tf.float32),
-                                          tf.TensorSpec(mask_shape, tf.float32),
-                                          tf.TensorSpec([batch_size], tf.int32)))
-        dataset = dataset.map(
-            lambda clips, masks, labels: (features.graph_fingerprints(clips, settings) *
-                                          tf.reshape(masks, [batch_size, -1]), labels),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        masks = self.spec_augment.masks if self.spec_augment.enabled else None
+        dataset = pipeline.from_generator(lambda: self.training_batches(batch_size, start_step),
+                                          batch_size, self.model_settings, masks, start_step)
+        return pipeline.model_inputs(dataset, self.model_settings, on_device)
 
 
 def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,

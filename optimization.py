@@ -61,6 +61,10 @@ def add_optimization_flags(group: argparse._ArgumentGroup) -> None:
 def check_flags(args: argparse.Namespace) -> None:
     """Raises UsageError for inconsistent flags, before anything is loaded."""
     training.check_schedule(args)
+    if args.distribution_strategy not in (None, "none"):
+        raise cli.UsageError(f"--distribution_strategy {args.distribution_strategy}: optimize.py fine-tunes "
+                             f"on one device only (its TF Model Optimization wrappers are not run under "
+                             f"tf.distribute); train.py trains distributed")
     calibration.check_input_clip_percentile(args.input_clip_percentile)
     for stage in TECHNIQUES[args.technique]:
         stage.check_flags(args)

@@ -56,6 +56,7 @@ import augmentation
 import calibration
 import checkpoints
 import cli
+import distribute
 import features
 import input_data
 import models
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_training_flags(parser, steps="2000,2000", learning_rate="0.0001,0.00002")
     parser.set_defaults(train_dir="/tmp/speech_commands_optimize",
                         summaries_dir="/tmp/optimize_logs")
+    distribute.add_distribution_flags(parser, training_only=False)
     group = parser.add_argument_group("optimization")
     checkpoints.add_checkpoint_flag(group, "The trained float checkpoint to start from")
     optimization.add_optimization_flags(group)

@@ -10,15 +10,22 @@ under --train_dir/last, and the best model so far is kept as
 --train_dir/best/<architecture>_<accuracy>.ckpt. Started again with the same
 --train_dir, a run continues from its last saved step. At the end the best
 model is tested on the testing partition and on --test_dir when given.
+
+--distribution_strategy mirrored|multi_worker trains on several devices or
+machines (tf.distribute; the chief writes), --shards_dir streams a data set
+that prepare_data.py wrote as TFRecord shards instead of holding it in memory,
+--mixed_precision bfloat16 computes the step in bfloat16.
 """
 import argparse
 
 import augmentation
 import cli
+import distribute
 import evaluation
 import features
 import input_data
 import models
+import records
 import training
 
 tf = cli.import_tensorflow()
@@ -26,19 +33,29 @@ tf = cli.import_tensorflow()
 
 def main(args: argparse.Namespace) -> None:
     training.check_schedule(args)
+    strategy = distribute.strategy_from_flags(args)  # first: a multi-worker one starts the runtime
+    distribute.check_batch_size(strategy, args.batch_size)
+    chief = distribute.is_chief(strategy)
     tf.keras.utils.set_random_seed(args.seed)
+    distribute.set_precision(args)
     model_settings = input_data.model_settings_from_flags(args)
-    model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
-    print(models.summary_line(model, args.model_architecture, args.model_size_info))
-    processor = input_data.AudioProcessor.from_flags(args, model_settings)
-    print("Samples per partition: " + ", ".join(
-        f"{name} {processor.set_size(name)}" for name in input_data.PARTITIONS))
-    if not len(processor.fingerprints("validation")[1]):
+    with strategy.scope():
+        model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
+    if chief:
+        print(distribute.describe(strategy))
+        print(models.summary_line(model, args.model_architecture, args.model_size_info))
+    processor = records.data_from_flags(args, model_settings)
+    if chief:
+        print("Samples per partition: " + ", ".join(
+            f"{name} {processor.set_size(name)}" for name in input_data.PARTITIONS))
+    if not len(processor.fingerprints("validation")[1]) and chief:
         print("The validation partition is empty: no model selection, the last model is kept as best")
-    trainer = training.Trainer(model, processor, args)
+    trainer = training.Trainer(model, processor, args, strategy)
     trainer.restore()
     trainer.run()
     best, results = trainer.test()
+    if not chief:
+        return
     for name, result in results.items():
         label = "test" if name == "testing" else f"--test_dir {name}"
         print(f"Final {label} accuracy = {result.accuracy:.4f} (N={result.count}) of {best}")
@@ -48,11 +65,13 @@ def main(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
     input_data.add_data_flags(parser)
+    records.add_shard_flags(parser)
     input_data.add_label_flags(parser)
     features.add_feature_flags(parser)
     augmentation.add_augmentation_flags(parser)
     models.add_model_flags(parser)
     training.add_training_flags(parser)
+    distribute.add_distribution_flags(parser)
     return parser
 
 

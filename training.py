@@ -8,18 +8,26 @@ training state (weights, optimizer, step) is saved under --train_dir/last,
 and the best model so far is kept as --train_dir/best/<architecture>_<accuracy>.ckpt.
 Started again with the same --train_dir, a run continues from its last saved
 step and sees exactly the batches an uninterrupted run would have.
+
+The loop runs under a tf.distribute strategy (distribute.py; the default
+strategy is one device): model and optimizer are built in strategy.scope(),
+each step is strategy.run on every replica with the loss averaged over the
+global batch (tf.nn.compute_average_loss), and the loss and accuracy are
+reduced over the replicas. Only the chief writes files and prints.
 """
 import argparse
 import os
 import time
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import checkpoints
 import cli
+import distribute
 import evaluation
 import input_data
+import pipeline
 
 tf = cli.import_tensorflow()
 
@@ -101,94 +109,129 @@ class Trainer:
     """The training loop with its state, resumable from --train_dir/last."""
 
     def __init__(self, model: tf.keras.Model, processor: input_data.AudioProcessor,
-                 args: argparse.Namespace):
+                 args: argparse.Namespace, strategy: Optional[tf.distribute.Strategy] = None):
+        """model must have been built in strategy.scope(); processor is an AudioProcessor or
+        records.ShardedData."""
         self.model = model
         self.processor = processor
         self.args = args
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = distribute.is_chief(self.strategy)
+        self.on_device = distribute.fingerprints_on_device(args)
         self.total_steps = int(sum(args.how_many_training_steps))
         self.schedule = learning_rate_schedule(args.how_many_training_steps, args.learning_rate)
-        self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
-        self.loss = tf.keras.losses.SparseCategoricalCrossentropy()
+        with self.strategy.scope():
+            self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.state = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step,
                                          best_accuracy=self.best_accuracy)
-        self.manager = tf.train.CheckpointManager(self.state, os.path.join(args.train_dir, "last"),
-                                                  max_to_keep=2)
+        self.last_dir = os.path.join(args.train_dir, "last")
         self.writers = None
-        if args.summaries_dir:
+        if args.summaries_dir and self.chief:
             self.writers = {name: tf.summary.create_file_writer(os.path.join(args.summaries_dir, name))
                             for name in ("train", "validation")}
 
     def restore(self) -> None:
         """Continues a run from --train_dir/last, or starts from --start_checkpoint."""
-        if self.manager.latest_checkpoint:
-            self.state.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f"Resuming from {self.manager.latest_checkpoint} at step {int(self.step.numpy())}")
+        latest = tf.train.latest_checkpoint(self.last_dir)
+        if latest:
+            self.state.restore(latest).assert_existing_objects_matched()
+            self.say(f"Resuming from {latest} at step {int(self.step.numpy())}")
             if self.args.start_checkpoint:
-                print("(--start_checkpoint ignored: the run in --train_dir continues)")
+                self.say("(--start_checkpoint ignored: the run in --train_dir continues)")
         elif self.args.start_checkpoint:
             prefix = checkpoints.load_weights(self.model, self.args.start_checkpoint)
-            print(f"Starting from the weights of {prefix}")
+            self.say(f"Starting from the weights of {prefix}")
+
+    def say(self, line: str) -> None:
+        """Prints line on the chief (the other workers keep quiet)."""
+        if self.chief:
+            print(line, flush=True)
 
     def model_input(self, fingerprints: tf.Tensor) -> tf.Tensor:
         """The training fingerprints as the model is fed them (as they are, here)."""
         return fingerprints
 
-    @tf.function
-    def train_step(self, fingerprints: tf.Tensor, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    def fingerprints(self, x) -> tf.Tensor:
+        """The fingerprints of a training batch's x (computed here when --fingerprints_on device)."""
+        return pipeline.fingerprints_of(x, self.processor.model_settings)
+
+    def replica_step(self, x, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """One replica's part of a step: its loss share and its count of correct answers."""
         with tf.GradientTape() as tape:
-            probabilities = self.model(self.model_input(fingerprints), training=True)
-            loss = self.loss(labels, probabilities)
+            probabilities = tf.cast(self.model(self.model_input(self.fingerprints(x)), training=True),
+                                    tf.float32)
+            losses = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=self.args.batch_size)
             if self.model.losses:
-                loss += tf.add_n(self.model.losses)
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
         gradients = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-        accuracy = tf.reduce_mean(tf.cast(
+        correct = tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), labels), tf.float32))
-        return loss, accuracy
+        return loss, correct
+
+    @tf.function
+    def train_step(self, x, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """One step on every replica: (loss, accuracy) of the global batch."""
+        loss, correct = self.strategy.run(self.replica_step, args=(x, labels))
+        total = tf.distribute.ReduceOp.SUM
+        return (self.strategy.reduce(total, loss, axis=None),
+                self.strategy.reduce(total, correct, axis=None) / self.args.batch_size)
 
     def validate(self) -> float:
-        """Recalibrates batch norm, measures validation accuracy, saves the state and the best model."""
+        """Recalibrates batch norm, measures validation accuracy, saves the state and the best model.
+        Every worker runs it (evaluation and saves exchange values); only the chief writes."""
         step = int(self.step.numpy())
-        calibration = self.processor.training_dataset(self.args.batch_size, start_step=step)
-        recalibrate_batch_norm(self.model, (self.model_input(x)
+        calibration = self.processor.training_dataset(self.args.batch_size, step, self.on_device)
+        recalibrate_batch_norm(self.model, (self.model_input(self.fingerprints(x))
                                             for x, _ in calibration.take(RECALIBRATION_BATCHES)))
         fingerprints, labels = self.processor.fingerprints("validation")
         if not len(labels):  # no model selection: the latest model is the best one
             self.save_best(0.0)
-            self.manager.save(checkpoint_number=step)
+            self.save_state(step)
             return 0.0
         accuracy = evaluation.evaluate(self.model, fingerprints, labels,
                                        len(self.processor.words_list)).accuracy
-        print(f"Step {step}: validation accuracy {accuracy:.4f} (N={len(labels)})")
+        self.say(f"Step {step}: validation accuracy {accuracy:.4f} (N={len(labels)})")
         if self.writers:
             with self.writers["validation"].as_default():
                 tf.summary.scalar("accuracy", accuracy, step=step)
         if accuracy > self.best_accuracy.numpy():
             self.save_best(accuracy)
-        self.manager.save(checkpoint_number=step)
+        self.save_state(step)
         return accuracy
+
+    def save_state(self, step: int) -> None:
+        """The training state under --train_dir/last (on the chief; elsewhere into scratch)."""
+        with distribute.write_dir(self.strategy, self.last_dir) as folder:
+            tf.train.CheckpointManager(self.state, folder, max_to_keep=2).save(checkpoint_number=step)
 
     def save_best(self, accuracy: float) -> None:
         """Keeps the new best model under best/, replacing the previous best."""
-        previous = tf.train.latest_checkpoint(os.path.join(self.args.train_dir, "best"))
-        prefix = checkpoints.best_checkpoint_prefix(self.args.train_dir, self.args.model_architecture, accuracy)
-        checkpoints.save_weights_atomically(self.model, prefix)
+        best_dir = os.path.join(self.args.train_dir, "best")
+        previous = tf.train.latest_checkpoint(best_dir)
+        name = os.path.basename(checkpoints.best_checkpoint_prefix(
+            self.args.train_dir, self.args.model_architecture, accuracy))
+        with distribute.write_dir(self.strategy, best_dir) as folder:
+            prefix = os.path.join(folder, name)
+            checkpoints.save_weights_atomically(self.model, prefix)
         self.best_accuracy.assign(accuracy)
-        if previous and previous != prefix:
+        if self.chief and previous and previous != prefix:
             checkpoints.remove_checkpoint(previous)
-        print(f"Saved best model to {prefix}")
+        self.say(f"Saved best model to {prefix}")
 
     def run(self) -> None:
         """Trains from the current step to the end of the schedule."""
         start = int(self.step.numpy())
         interval = self.args.eval_step_interval
-        dataset = self.processor.training_dataset(self.args.batch_size, start_step=start)
+        batches = iter(distribute.training_batches(self.strategy, self.processor, self.args.batch_size,
+                                                   start, self.on_device))
         losses, accuracies = [], []
         tick = time.perf_counter()
-        for fingerprints, labels in dataset.take(max(0, self.total_steps - start)):
-            loss, accuracy = self.train_step(fingerprints, labels)
+        for _ in range(max(0, self.total_steps - start)):
+            loss, accuracy = self.train_step(*next(batches))
             self.step.assign_add(1)
             step = int(self.step.numpy())
             losses.append(float(loss))
@@ -196,7 +239,7 @@ class Trainer:
             if step % 100 == 0 or step % interval == 0 or step == self.total_steps:
                 elapsed = (time.perf_counter() - tick) * 1000 / len(losses)
                 rate = float(self.schedule(step - 1))
-                print(f"Step {step}/{self.total_steps}: rate {rate:g}, accuracy {np.mean(accuracies):.4f}, "
+                self.say(f"Step {step}/{self.total_steps}: rate {rate:g}, accuracy {np.mean(accuracies):.4f}, "
                       f"cross entropy {np.mean(losses):.4f} ({elapsed:.1f} ms/step)")
                 if self.writers:
                     with self.writers["train"].as_default():

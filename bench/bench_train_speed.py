@@ -1,6 +1,7 @@
 """Training speed of DS-CNN-S: train.py end to end, the model alone, the input pipeline alone.
 
-    python bench/bench_train_speed.py [--data_dir DIR] [--steps 200] [--warmup 20]
+    python bench/bench_train_speed.py [--data_dir DIR | --shards_dir DIR] [--steps 200] [--warmup 20]
+                                      [--mixed_precision bfloat16] [--fingerprints_on host|device]
 
 DS-CNN-S with Arm's flags (40 ms window, 20 ms stride, 10 MFCCs, batch 100) on
 --data_dir (default: /tmp/bench_synth, synthesized by synthesize_dataset.py with
@@ -11,8 +12,15 @@ first allocations) and times --steps steps:
   (a') the same dataset and Trainer.train_step with no per-step host sync
        (what (a) would cost without its per-step .numpy()/float() calls);
   (b)  Trainer.train_step over precomputed fingerprints: the model-only ceiling;
+  (a") the same with the fingerprints computed inside the step (the other
+       --fingerprints_on place: on the accelerator when there is one);
+  (b)  Trainer.train_step over precomputed fingerprints: the model-only ceiling;
   (c)  training_dataset alone, and its two stages: the numpy generator
        (batching, time shift, background noise) and graph_fingerprints (MFCC).
+Then (a)/(b), and for (a') and (a") the share of the loop's wall time spent waiting
+for the next batch (the tf.data iterator): the time the device waits for input.
+--mixed_precision bfloat16 builds the model under Keras' mixed_bfloat16 policy;
+--shards_dir reads the training clips from prepare_data.py's shards instead.
 CPU ms/step is the process's CPU time (all threads) per step: with C cores, wall >= CPU / C.
 The load average is printed before and after: figures taken on a busy machine are slower.
 """
@@ -50,6 +58,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=cli.positive_int, default=200, help="Timed steps per figure.")
     parser.add_argument("--warmup", type=cli.positive_int, default=20, help="Untimed steps before each figure.")
     parser.add_argument("--batch_size", type=cli.positive_int, default=100)
+    parser.add_argument("--mixed_precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--fingerprints_on", choices=("host", "device"), default="host",
+                        help="Where (a) computes the fingerprints; (a\") uses the other place.")
+    parser.add_argument("--shards_dir", default=None, help="Train from these shards (prepare_data.py).")
     return parser
 
 
@@ -80,11 +92,23 @@ def ms_per_step(run_steps: Callable[[int], None], warmup: int, steps: int) -> Tu
     return (time.perf_counter() - wall) * 1000 / steps, (time.process_time() - cpu) * 1000 / steps
 
 
+def waiting_share(loop: Callable[[int], float], warmup: int, steps: int) -> Tuple[float, float, float]:
+    """(wall ms/step, CPU ms/step, share of wall time waiting for input) of loop(steps), which
+    returns its seconds spent waiting for batches, after loop(warmup)."""
+    loop(warmup)
+    wall, cpu = time.perf_counter(), time.process_time()
+    waited = loop(steps)
+    wall = time.perf_counter() - wall
+    return wall * 1000 / steps, (time.process_time() - cpu) * 1000 / steps, waited / wall
+
+
 def main(args: argparse.Namespace) -> None:
     import augmentation
+    import distribute
     import features
     import input_data
     import models
+    import records
     import training
 
     tf = cli.import_tensorflow()
@@ -93,23 +117,30 @@ def main(args: argparse.Namespace) -> None:
     parser = cli.make_parser("train.py's flags")
     for add_flags in (input_data.add_data_flags, input_data.add_label_flags, features.add_feature_flags,
                       augmentation.add_augmentation_flags, models.add_model_flags,
-                      training.add_training_flags):
+                      training.add_training_flags, distribute.add_distribution_flags,
+                      records.add_shard_flags):
         add_flags(parser)
+    shards = ["--shards_dir", args.shards_dir] if args.shards_dir else []
     flags = parser.parse_args(
-        DS_CNN_S + ["--data_url", "", "--data_dir", str(data_dir), "--batch_size", str(args.batch_size),
+        DS_CNN_S + shards + ["--mixed_precision", args.mixed_precision, "--fingerprints_on", args.fingerprints_on,
+                             "--data_url", "", "--data_dir", str(data_dir), "--batch_size", str(args.batch_size),
                     "--train_dir", os.path.join(scratch, "train"),
                     "--summaries_dir", os.path.join(scratch, "logs"),
                     "--how_many_training_steps", str(10 * (args.warmup + args.steps)),
                     "--learning_rate", "0.0005", "--eval_step_interval", "1000000"])
     tf.keras.utils.set_random_seed(flags.seed)
+    distribute.set_precision(flags)
     settings = input_data.model_settings_from_flags(flags)
     model = models.create_model(settings, flags.model_architecture, flags.model_size_info)
-    processor = input_data.AudioProcessor.from_flags(flags, settings)
+    processor = records.data_from_flags(flags, settings)
     trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only
+    device = tf.config.list_logical_devices("GPU")
     print(f"DS-CNN-S, batch {args.batch_size}, {processor.set_size('training')} training clips "
-          f"in {data_dir}; TF {tf.__version__}, {os.cpu_count()} CPUs, "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op threads")
+          f"in {args.shards_dir or data_dir}; TF {tf.__version__}, {os.cpu_count()} CPUs, "
+          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op threads, "
+          f"{device[0].name if device else 'no GPU'}, policy {tf.keras.mixed_precision.global_policy().name}, "
+          f"(a) fingerprints on the {args.fingerprints_on}")
     print(f"before: {load()}", flush=True)
 
     def trainer_run(count: int) -> None:
@@ -117,13 +148,21 @@ def main(args: argparse.Namespace) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # its every-100-steps progress lines
             trainer.run()
 
-    def lean_loop(count: int) -> None:
-        dataset = processor.training_dataset(args.batch_size, start_step=int(trainer.step.numpy()))
-        loss = None
-        for fingerprints, labels in dataset.take(count):
-            loss, _ = trainer.train_step(fingerprints, labels)
-        trainer.step.assign_add(count)
-        float(loss)
+    def lean_loop(on_device: bool) -> Callable[[int], float]:
+        def loop(count: int) -> float:
+            trainer.on_device = on_device
+            batches = iter(processor.training_dataset(args.batch_size, int(trainer.step.numpy()), on_device))
+            loss, waited = None, 0.0
+            for _ in range(count):
+                tick = time.perf_counter()
+                x, labels = next(batches)
+                waited += time.perf_counter() - tick
+                loss, _ = trainer.train_step(x, labels)
+            trainer.step.assign_add(count)
+            float(loss)
+            trainer.on_device = args.fingerprints_on == "device"
+            return waited
+        return loop
 
     pool = [batch for batch in processor.training_dataset(args.batch_size).take(10)]
 
@@ -141,24 +180,33 @@ def main(args: argparse.Namespace) -> None:
         for _ in itertools.islice(processor.training_batches(args.batch_size), count):
             pass
 
-    audio = [tf.constant(clips) for clips, _ in itertools.islice(processor.training_batches(args.batch_size), 10)]
+    audio = [x["audio"] for x, _ in processor.training_dataset(args.batch_size, on_device=True).take(10)]
     fingerprint = tf.function(lambda clips: features.graph_fingerprints(clips, settings))
 
     def fingerprinter(count: int) -> None:
         for clips in itertools.islice(itertools.cycle(audio), count):
             fingerprint(clips).numpy()
 
+    here = args.fingerprints_on == "device"
+    end_to_end = ms_per_step(trainer_run, args.warmup, args.steps)
+    lean = waiting_share(lean_loop(here), args.warmup, args.steps)
+    other = waiting_share(lean_loop(not here), args.warmup, args.steps)
+    model_step = ms_per_step(model_only, args.warmup, args.steps)
     figures: List[Tuple[str, Tuple[float, float]]] = [
-        ("(a)  train.py end to end (Trainer.run)", ms_per_step(trainer_run, args.warmup, args.steps)),
-        ("(a') dataset + train_step, no per-step sync", ms_per_step(lean_loop, args.warmup, args.steps)),
-        ("(b)  model only (precomputed fingerprints)", ms_per_step(model_only, args.warmup, args.steps)),
+        ("(a)  train.py end to end (Trainer.run)", end_to_end),
+        ("(a') dataset + train_step, no per-step sync", lean[:2]),
+        (f"(a\") the same, fingerprints on the {'host' if here else 'device'}", other[:2]),
+        ("(b)  model only (precomputed fingerprints)", model_step),
         ("(c)  input pipeline: training_dataset", ms_per_step(pipeline, args.warmup, args.steps)),
-        ("(c1) numpy generator: batch + augment", ms_per_step(generator, args.warmup, args.steps)),
         ("(c2) graph_fingerprints (MFCC), one batch", ms_per_step(fingerprinter, args.warmup, args.steps)),
     ]
+    if hasattr(processor, "training_batches"):
+        figures.insert(5, ("(c1) numpy generator: batch + augment", ms_per_step(generator, args.warmup, args.steps)))
     print(f"{'':46s} {'wall ms/step':>12s} {'batches/s':>10s} {'CPU ms/step':>12s}")
     for name, (wall, cpu) in figures:
         print(f"{name:46s} {wall:12.1f} {1000 / wall:10.1f} {cpu:12.1f}")
+    print(f"(a)/(b): end to end {end_to_end[0] / model_step[0]:.2f}x the model-only step; waiting for "
+          f"input: {100 * lean[2]:.0f}% of (a'), {100 * other[2]:.0f}% of (a\")")
     print(f"after: {load()}")
     shutil.rmtree(scratch, ignore_errors=True)
 
