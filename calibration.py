@@ -56,15 +56,23 @@ def check_input_clip_percentile(percentile: float) -> None:
 def representative_fingerprints(args: argparse.Namespace, data: input_data.DataSource
                                  ) -> Tuple[np.ndarray, str]:
     """The calibration fingerprints and a line saying where they come from."""
+    clips, source = representative_clips(args, data)
+    return features.Fingerprinter(data.model_settings)(clips), source
+
+
+def representative_clips(args: argparse.Namespace, data: input_data.DataSource
+                         ) -> Tuple[np.ndarray, str]:
+    """The calibration clips (int16, or float32 in [-1, 1] when augmented) and a line saying
+    where they come from; a raw-audio model (convert.py --include_features) calibrates on them."""
     rng = np.random.default_rng(args.seed)
     if args.representative_dir:
-        return _folder_fingerprints(args.representative_dir, args.representative_samples,
-                                    data.model_settings, rng)
-    return _partition_fingerprints(args, data, rng)
+        return _folder_clips(args.representative_dir, args.representative_samples,
+                             data.model_settings, rng)
+    return _partition_clips(args, data, rng)
 
 
-def _folder_fingerprints(folder: str, count: int, settings: features.ModelSettings,
-                         rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+def _folder_clips(folder: str, count: int, settings: features.ModelSettings,
+                  rng: np.random.Generator) -> Tuple[np.ndarray, str]:
     """count clips drawn from the audio files under folder (--representative_dir)."""
     if not os.path.isdir(folder):
         raise UsageError(f"--representative_dir {folder} is not a folder")
@@ -78,12 +86,11 @@ def _folder_fingerprints(folder: str, count: int, settings: features.ModelSettin
     audio_io.report_unreadable(errors)
     if not len(clips):
         raise UsageError(f"--representative_dir {folder}: no readable audio")
-    fingerprints = features.Fingerprinter(settings)(clips)
-    return fingerprints, f"{len(clips)} clips of --representative_dir {folder}"
+    return clips, f"{len(clips)} clips of --representative_dir {folder}"
 
 
-def _partition_fingerprints(args: argparse.Namespace, data: input_data.DataSource,
-                            rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+def _partition_clips(args: argparse.Namespace, data: input_data.DataSource,
+                     rng: np.random.Generator) -> Tuple[np.ndarray, str]:
     """--representative_samples clips of the training partition, augmented as in training
     (of the validation partition when training is empty)."""
     count = args.representative_samples
@@ -111,8 +118,7 @@ def _partition_fingerprints(args: argparse.Namespace, data: input_data.DataSourc
     if partition == "training":
         clips = processor.augment(clips, labels, rng)  # time shift and background noise
     augmented = " (augmented as in training)" if partition == "training" else ""
-    return (processor.fingerprinter(clips), f"{count} clips of the {partition} partition of "
-                                            f"--data_dir {args.data_dir}{augmented}")
+    return clips, f"{count} clips of the {partition} partition of --data_dir {args.data_dir}{augmented}"
 
 
 def clip_input_range(fingerprints: np.ndarray, percentile: float) -> np.ndarray:

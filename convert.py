@@ -13,6 +13,8 @@ Modes:
   --quantize_mode dynamic_range / float16
                              weights only (int8 or float16), float activations
   --no-quantize              float32 -> <architecture>.tflite
+  --include_features [int16|float32]   (not with int16x8 or dynamic_range) one clip of
+                             audio in, the fingerprint inside (raw_audio.py) -> <arch>_audio...
 
 Full-integer quantization calibrates the activation ranges on a representative
 data set: --representative_samples clips of the training partition of
@@ -54,6 +56,8 @@ import features
 import input_data
 import models
 import quantization
+import raw_audio
+import stream_model
 import tflite_report
 import tflm_runtime
 from cli import UsageError
@@ -61,6 +65,8 @@ from cli import UsageError
 
 def main(args: argparse.Namespace) -> None:
     mode = quantization.mode_from_flags(args)
+    if args.include_features:
+        raw_audio.check_mode(mode)
     if args.quantize:
         calibration.check_input_clip_percentile(args.input_clip_percentile)
     if args.test_dir and not os.path.isdir(args.test_dir):
@@ -69,18 +75,28 @@ def main(args: argparse.Namespace) -> None:
     model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
-    output_file = args.output_file or quantization.default_output_file(args.model_architecture, mode)
+    stream = stream_model.from_flags(args, model, model_settings)
+    name = args.model_architecture + "_streaming" * args.streaming
+    output_file = args.output_file or quantization.default_output_file(
+        name + ("_audio" if args.include_features else ""), mode)
     data = input_data.DataSource(args, model_settings)
-    fingerprints, source = None, None
+    clips, source = None, None
     if mode.calibrated:
-        fingerprints, source = calibration.representative_fingerprints(args, data)
+        clips, source = calibration.representative_clips(args, data)
         print(f"Calibrating on {source}")
-    print(f"Converting to {mode.description}")
+    audio = f", {args.include_features} audio input" if args.include_features else ""
+    print(f"Converting to {mode.description}{audio}")
     start = time.perf_counter()
-    content = quantization.convert_model(model, mode, fingerprints, args.input_clip_percentile)
-    check_inputs = fingerprints if fingerprints is not None else np.zeros(
-        (2, model_settings.fingerprint_size), np.float32)
-    tflite = quantization.check_runs(content, check_inputs, mode)
+    if stream:
+        content, check_inputs = stream_model.convert_model(stream, mode, clips, args.input_clip_percentile)
+    elif args.include_features:
+        content, check_inputs = raw_audio.convert_model(
+            model, model_settings, mode, args.include_features, clips, args.input_clip_percentile)
+    else:
+        check_inputs = features.Fingerprinter(model_settings)(clips) if mode.calibrated else \
+            np.zeros((2, model_settings.fingerprint_size), np.float32)
+        content = quantization.convert_model(model, mode, check_inputs, args.input_clip_percentile)
+    tflite = quantization.check_runs(content, check_inputs, mode, bool(args.include_features))
     cli.write_atomically(output_file, content)
     print(f"Wrote {output_file} ({len(content):,} bytes) in {time.perf_counter() - start:.1f} s")
     if args.c_array:
@@ -89,7 +105,8 @@ def main(args: argparse.Namespace) -> None:
     report.update(tflm_runtime.report_figures(content, output_file))
     print(tflite_report.format_report(report, output_file))
     figures = {"tflite_path": output_file, "mode": mode.quantization,
-               "inference_type": mode.inference_type, "architecture": args.model_architecture,
+               "inference_type": mode.inference_type, "include_features": args.include_features,
+               "architecture": args.model_architecture,
                "model_size_info": list(args.model_size_info or
                                        models.MODELS[args.model_architecture].default_size_info),
                "checkpoint": prefix, "calibration": source,
@@ -116,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Where to write the .tflite (default: <architecture>_quantized.tflite, "
                             "<architecture>.tflite with --no-quantize, ... in the current folder).")
     calibration.add_calibration_flags(group)
+    raw_audio.add_include_features_flag(group)
+    stream_model.add_streaming_flag(group)
     group.add_argument("--report_json", default=None,
                        help="Also write the deployment report and accuracies to this JSON file.")
     group.add_argument("--c_array", action="store_true",

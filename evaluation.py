@@ -1,4 +1,5 @@
-"""Evaluation: one way to score a Keras or .tflite model on a set of fingerprints.
+"""Evaluation: one way to score a Keras or .tflite model on a set of fingerprints (or of clips,
+for a raw-audio .tflite: convert.py --include_features).
 
 train.py (validation and test), test.py, test_tflite.py, convert.py (the
 float model beside the converted one) and optimize.py (before and after) all
@@ -27,7 +28,8 @@ def add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(model, fingerprints: np.ndarray) -> np.ndarray:
-    """Scores [n, labels] of a tf.keras model (in inference mode) or a TFLiteModel.
+    """Scores [n, labels] of a tf.keras model (in inference mode) or a TFLiteModel (of clips
+    when it takes audio).
 
     Keras keeps the compiled predict function on the model, so evaluating at
     every --eval_step_interval does not trace the model again.
@@ -90,30 +92,34 @@ def write_json(path: str, figures: dict) -> None:
 
 
 def evaluation_sets(args: argparse.Namespace, data: input_data.DataSource,
-                    partitions: Sequence[str]) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Name -> (fingerprints, labels): the --test_dir folder when given (named by its path),
-    then each of partitions of --data_dir that holds samples."""
+                    partitions: Sequence[str], audio: bool = False
+                    ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Name -> (fingerprints, labels), or (int16 clips, labels) when audio: the --test_dir
+    folder when given (named by its path), then each of partitions of --data_dir that holds
+    samples."""
     settings = data.model_settings
     sets = {}
     if args.test_dir:
         words_list = input_data.words_list_from_flags(args)
         clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings,
                                                              cache_dir=args.audio_cache_dir)
-        sets[args.test_dir] = (features.Fingerprinter(settings)(clips), labels)
+        sets[args.test_dir] = (clips if audio else features.Fingerprinter(settings)(clips), labels)
     for name in partitions:
-        fingerprints, labels = data.processor.fingerprints(name)
+        processor = data.processor
+        inputs, labels = processor.clips(name) if audio else processor.fingerprints(name)
         if len(labels):
-            sets[name] = (fingerprints, labels)
+            sets[name] = (inputs, labels)
         else:
             print(f"The {name} partition of --data_dir {args.data_dir} is empty: skipped")
     return sets
 
 
-def test_sets(args: argparse.Namespace, data: input_data.DataSource
+def test_sets(args: argparse.Namespace, data: input_data.DataSource, audio: bool = False
               ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """What test.py and test_tflite.py evaluate: the --test_dir folder, else the validation
-    and testing partitions of --data_dir; UsageError when there is nothing to evaluate."""
-    sets = evaluation_sets(args, data, [] if args.test_dir else ["validation", "testing"])
+    """What test.py and test_tflite.py evaluate (clips when audio): the --test_dir folder, else
+    the validation and testing partitions of --data_dir; UsageError when there is nothing to
+    evaluate."""
+    sets = evaluation_sets(args, data, [] if args.test_dir else ["validation", "testing"], audio)
     if not sets:
         raise cli.UsageError(f"--data_dir {args.data_dir}: the validation and testing partitions are "
                              f"empty; nothing to evaluate (pass --test_dir, or other percentages)")
@@ -122,20 +128,22 @@ def test_sets(args: argparse.Namespace, data: input_data.DataSource
 
 def compare_accuracy(args: argparse.Namespace, data: input_data.DataSource, model, tflite,
                      tflite_name: str, words_list: Sequence[str]) -> dict:
-    """convert.py's figures: the float Keras model and its .tflite (named tflite_name) on
-    --test_dir, else on the testing partition; prints them."""
+    """convert.py's figures: the float Keras model and its .tflite (named tflite_name; fed
+    clips when it takes audio) on --test_dir, else on the testing partition; prints them."""
     try:
         partitions = [] if args.test_dir or not data.usable() else ["testing"]
-        sets = evaluation_sets(args, data, partitions)
+        sets = evaluation_sets(args, data, partitions, audio=tflite.takes_audio)
     except cli.UsageError as error:  # the model is written; only the comparison is missing
         print(f"Accuracy not measured: {error}")
         return {"error": str(error)}
     if not sets:
         print("No --test_dir and no test partition in --data_dir: accuracy not measured")
         return {}
-    name, (fingerprints, labels) = next(iter(sets.items()))
+    name, (inputs, labels) = next(iter(sets.items()))
+    fingerprints = features.Fingerprinter(data.model_settings)(inputs) if tflite.takes_audio \
+        else inputs
     before = evaluate(model, fingerprints, labels, len(words_list))
-    after = evaluate(tflite, fingerprints, labels, len(words_list))
+    after = evaluate(tflite, inputs, labels, len(words_list))
     print(f"Accuracy on {name} (N={after.count}): float Keras model {before.accuracy:.4f}, "
           f"{tflite_name} {after.accuracy:.4f} "
           f"({100 * (after.accuracy - before.accuracy):+.2f} points)")

@@ -30,6 +30,7 @@ MFCC_LOWER_FREQUENCY_LIMIT = 20.0
 MFCC_UPPER_FREQUENCY_LIMIT = 4000.0
 MFCC_FILTERBANK_CHANNEL_COUNT = 40
 MFCC_FILTERBANK_FLOOR = 1e-12
+PCM_SCALE = 32768.0  # int16 PCM sample -> float in [-1, 1]
 FINGERPRINT_BATCH = 16  # clips per numpy batch: the spectra of a batch stay in the CPU's cache
 
 
@@ -194,7 +195,7 @@ class Fingerprinter:
         """float64 fingerprints of a batch; frames: its buffer [clips, frames, fft_length]."""
         settings = self.model_settings
         size = settings.window_size_samples
-        window = self._window / 32768.0 if clips.dtype.kind in "iu" else self._window
+        window = self._window / PCM_SCALE if clips.dtype.kind in "iu" else self._window
         np.multiply(np.lib.stride_tricks.sliding_window_view(clips, size, axis=1)
                     [:, ::settings.window_stride_samples], window, out=frames[..., :size])
         spectrum = np.fft.rfft(frames)[..., :self._bins]
@@ -202,6 +203,20 @@ class Fingerprinter:
         mel = np.sqrt(power.reshape(-1, self._bins), dtype=np.float64) @ self._mel
         mfcc = np.log(np.maximum(mel, MFCC_FILTERBANK_FLOOR)) @ self._dct
         return mfcc.reshape(len(clips), -1)
+
+
+def clips_as(clips: np.ndarray, dtype: "np.typing.DTypeLike") -> np.ndarray:
+    """Clips (int16, or float in [-1, 1]) as int16 PCM or as float32 in [-1, 1], the scale
+    Fingerprinter reads them at: the input of a raw-audio model (convert.py --include_features)."""
+    clips = np.asarray(clips)
+    dtype = np.dtype(dtype)
+    integer = clips.dtype.kind in "iu"
+    if dtype.kind == "f":
+        return (clips / PCM_SCALE if integer else clips).astype(dtype)
+    if integer:
+        return clips.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(clips * PCM_SCALE), info.min, info.max).astype(dtype)
 
 
 def graph_mfcc(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
@@ -212,10 +227,12 @@ def graph_mfcc(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
     bins = spectrum_bins(settings)
     window = tf.signal.hann_window(settings.window_size_samples, periodic=True)
     frames = tf.signal.frame(audio, settings.window_size_samples, settings.window_stride_samples)
-    spectrum = tf.signal.rfft(frames * window, [settings.fft_length])[..., :bins]
+    # The magnitude before the slice: TFLite slices no complex tensors.
+    magnitude = tf.math.abs(tf.signal.rfft(frames * window, [settings.fft_length]))[..., :bins]
     mel_matrix = tf.constant(mel_weight_matrix(settings)[:bins], tf.float32)
-    mel = tf.linalg.matmul(tf.math.abs(spectrum), mel_matrix)
-    log_mel = tf.math.log(tf.math.maximum(mel, MFCC_FILTERBANK_FLOOR))
+    mel = tf.linalg.matmul(magnitude, mel_matrix)
+    # The floor after the log (the same values): a float16 .tflite rounds the constant 1e-12 to 0.
+    log_mel = tf.math.maximum(tf.math.log(mel), math.log(MFCC_FILTERBANK_FLOOR))
     return tf.linalg.matmul(log_mel, tf.constant(dct_matrix(settings.dct_coefficient_count),
                                                  tf.float32))
 

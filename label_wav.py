@@ -14,7 +14,8 @@ device runs it (test_streaming_accuracy.py's detection flags), and each
 detection is printed as one line `time_ms label score` (the start of the window
 that detected it; _silence_ and _unknown_ are never detections). Labels come
 from --labels (a file, one label per line, like Arm's labels.txt) or else from
---wanted_words.
+--wanted_words. A raw-audio .tflite (convert.py --include_features) is fed the
+audio itself.
 """
 import argparse
 from typing import List, Sequence
@@ -65,7 +66,9 @@ def main(args: argparse.Namespace) -> None:
     scores = {}
     if clip_rows:
         clips = np.stack([np.pad(audios[row], (0, desired - len(audios[row]))) for row in clip_rows])
-        scores = dict(zip(clip_rows, score(features.Fingerprinter(model_settings)(clips))))
+        inputs = (clips if streaming.takes_audio(score)
+                  else features.Fingerprinter(model_settings)(clips))
+        scores = dict(zip(clip_rows, score(inputs)))
     settings = streaming.detection_settings_from_flags(args)
     for row, position in enumerate(kept):
         if len(paths) > 1:

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import re
 import weakref
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -133,6 +133,8 @@ def _converter(model: tf.keras.Model, mode: Mode) -> tf.lite.TFLiteConverter:
     """
     batch = 1 if mode.batch_one else None
     traced = _TRACED.setdefault(model, {})
+    if batch not in traced and hasattr(model, "concrete_function"):  # stream_model: batch 1
+        traced[batch] = model.concrete_function(1)
     if batch not in traced:  # traced once per model and batch: several modes reuse it
         spec = tf.TensorSpec([batch] + list(model.input_shape[1:]), model.inputs[0].dtype,
                              name="input")
@@ -144,18 +146,25 @@ def _converter(model: tf.keras.Model, mode: Mode) -> tf.lite.TFLiteConverter:
 _TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _generator(fingerprints: np.ndarray):
+def _generator(inputs: np.ndarray, dtype: "tf.DType"):
     def generate():
-        for fingerprint in fingerprints:
-            yield [fingerprint[None].astype(np.float32)]
+        for one in inputs:
+            if isinstance(one, dict):  # a streaming model's call: frames and states by name
+                yield {name: np.asarray(value)[None] for name, value in one.items()}
+            else:
+                yield [one[None].astype(dtype.as_numpy_dtype)]
     return generate
 
 
 def convert_model(model: tf.keras.Model, mode: Mode, fingerprints: Optional[np.ndarray] = None,
-                  input_percentile: float = calibration.DEFAULT_INPUT_CLIP_PERCENTILE) -> bytes:
+                  input_percentile: float = calibration.DEFAULT_INPUT_CLIP_PERCENTILE,
+                  float_scope: Optional[str] = None) -> bytes:
     """The .tflite bytes of model in mode; UsageError naming the op when it cannot be.
 
-    fingerprints: the representative data of the calibrated modes.
+    fingerprints: the representative data of the calibrated modes (of the model's input).
+    float_scope: in the int8 modes, the ops under this name (a raw-audio model's
+    fingerprint front end) stay float32, the model's input keeps its type, and
+    the int8 part starts where their output is quantized.
     """
     try:
         converter = _converter(model, mode)
@@ -165,15 +174,20 @@ def convert_model(model: tf.keras.Model, mode: Mode, fingerprints: Optional[np.n
             converter.target_spec.supported_types = [tf.float16]
         if not mode.calibrated:
             return converter.convert()
-        converter.representative_dataset = _generator(
-            calibration.clip_input_range(fingerprints, input_percentile))
+        representative = calibration.clip_input_range(fingerprints, input_percentile)
+        if hasattr(model, "representative_inputs"):  # stream_model: its calls' frames and states
+            converter.representative_dataset = _generator(
+                model.representative_inputs(representative), tf.float32)
+        else:
+            converter.representative_dataset = _generator(representative, model.inputs[0].dtype)
         if mode.int16_activations:
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
             converter.inference_input_type = converter.inference_output_type = mode.io_type
             return converter.convert()
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        return _quantize(calibration.limit_saturating_ranges(_calibrate(converter)), mode.io_type)
+        return _quantize(calibration.limit_saturating_ranges(_calibrate(converter)), mode.io_type,
+                         float_scope)
     except Exception as error:  # noqa: BLE001  (ConverterError, RuntimeError, ValueError, ...)
         raise UsageError(conversion_failure(error, mode)) from None
 
@@ -185,11 +199,29 @@ def _calibrate(converter: tf.lite.TFLiteConverter) -> bytes:
     return converter.convert()
 
 
-def _quantize(calibrated: bytes, io_type: "tf.DType") -> bytes:
-    """The second half: quantizes a calibrated model (TensorFlow Lite's internal mlir_quantize)."""
+def _quantize(calibrated: bytes, io_type: "tf.DType", float_scope: Optional[str] = None) -> bytes:
+    """The second half: quantizes a calibrated model (TensorFlow Lite's internal mlir_quantize),
+    but for the ops whose outputs are named under float_scope, and then the input stays as is."""
     from tensorflow.lite.python import convert as lite_convert
 
-    return lite_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type)
+    if not float_scope:
+        return lite_convert.mlir_quantize(calibrated, input_data_type=io_type,
+                                          output_data_type=io_type)
+    return lite_convert.mlir_quantize(calibrated, input_data_type=tf.float32,
+                                      output_data_type=io_type,
+                                      denylisted_nodes=tensor_names(calibrated, float_scope))
+
+
+def tensor_names(content: bytes, scope: str) -> List[str]:
+    """The names of a model's tensors that the ops under the name scope compute."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    names = [graph.Tensors(graph.Operators(i).Outputs(j)).Name().decode()
+             for i in range(graph.OperatorsLength())
+             for j in range(graph.Operators(i).OutputsLength())]
+    return [name for name in names if f"/{scope}/" in name]
 
 
 _OP_PATTERNS = (
@@ -229,10 +261,13 @@ def conversion_failure(error: Exception, mode: Mode) -> str:
             f"in this mode ({reason}); try another --quantize_mode or --inference_type")
 
 
-def check_runs(content: bytes, fingerprints: np.ndarray, mode: Mode) -> TFLiteModel:
-    """Loads the new model in the interpreter and runs it on a few clips; UsageError if it cannot."""
+def check_runs(content: bytes, fingerprints: np.ndarray, mode: Mode,
+               takes_audio: bool = False) -> TFLiteModel:
+    """Loads the new model in the interpreter and runs it on a few clips (fingerprints, or
+    clips of audio when takes_audio); UsageError if it cannot."""
     try:
         model = TFLiteModel(content=content)
+        model.takes_audio = takes_audio
         model.predict(fingerprints[:2])
     except UsageError as error:
         message = str(error)

@@ -1,4 +1,5 @@
-"""The model that the flags name, as a scorer: fingerprints [n, size] in, scores [n, labels] out.
+"""The model that the flags name, as a scorer: fingerprints [n, size] in, scores [n, labels] out
+(clips in for a raw-audio .tflite, whose takes_audio says so: streaming.takes_audio).
 
 A .tflite (--tflite_path) or a checkpoint (--checkpoint with --model_architecture
 and --model_size_info), and its labels: --labels (a file, one label per line,
@@ -41,7 +42,8 @@ def labels_from_flags(args: argparse.Namespace) -> List[str]:
 
 def scorer_from_flags(args: argparse.Namespace, model_settings: features.ModelSettings,
                       labels: Sequence[str]) -> Callable[[np.ndarray], np.ndarray]:
-    """fingerprints [n, size] -> scores [n, labels], from --tflite_path or --checkpoint."""
+    """fingerprints [n, size] -> scores [n, labels], from --tflite_path or --checkpoint; a
+    raw-audio .tflite is its TFLiteModel, which takes clips [n, desired_samples] instead."""
     labels_flag = "--labels" if args.labels else "--wanted_words"
     if args.tflite_path:
         if args.checkpoint:
@@ -49,7 +51,7 @@ def scorer_from_flags(args: argparse.Namespace, model_settings: features.ModelSe
         model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
                                          runtime=args.runtime)
         model.check_settings(model_settings, args, labels, labels_flag=labels_flag)
-        return model.predict
+        return model
     if not args.checkpoint:
         raise UsageError("give the model to use: --tflite_path FILE, or --checkpoint with "
                          "--model_architecture and --model_size_info")

@@ -45,7 +45,14 @@ FRAME_CHUNK_BATCH = 4  # chunks per numpy batch: their spectra stay in the CPU's
 WINDOW_BATCH = 4096  # windows fingerprinted and scored at once
 SWEEP_THRESHOLDS = tuple(round(i / 100, 2) for i in range(100)) + (0.995, 0.999)
 
-Scorer = Callable[[np.ndarray], np.ndarray]
+Scorer = Callable[[np.ndarray], np.ndarray]  # fingerprints [n, size] -> scores [n, labels]
+AUDIO_WINDOW_BATCH = 256  # clips of audio scored at once by a raw-audio model
+
+
+def takes_audio(scorer: Scorer) -> bool:
+    """Whether scorer is fed clips [n, desired_samples] instead of fingerprints: a raw-audio
+    model (convert.py --include_features), whose TFLiteModel says so."""
+    return bool(getattr(scorer, "takes_audio", False))
 
 
 def add_detection_flags(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +138,7 @@ class SlidingWindows:
         s = self.model_settings = model_settings
         count = max(0, 1 + (len(audio) - s.desired_samples) // stride_samples)
         self.offsets = np.arange(count, dtype=np.int64) * stride_samples
+        self.audio = audio
         fingerprinter = features.Fingerprinter(chunk_settings(s))
         self._frames = {int(phase): frame_mfccs(audio[phase:], fingerprinter, s)
                         for phase in np.unique(self.offsets % s.window_stride_samples)}
@@ -142,6 +150,10 @@ class SlidingWindows:
     def phases(self) -> int:
         """How many passes over the recording computed the frames."""
         return len(self._frames)
+
+    def clips(self, rows: np.ndarray) -> np.ndarray:
+        """The audio [len(rows), desired_samples] of the windows rows."""
+        return self.audio[self.offsets[rows, None] + np.arange(self.model_settings.desired_samples)]
 
     def fingerprints(self, rows: np.ndarray) -> np.ndarray:
         """The fingerprints [len(rows), fingerprint_size] of the windows rows."""
@@ -166,6 +178,11 @@ class StreamScores:
     top: np.ndarray
     top_score: np.ndarray
     labels: Sequence[str]
+
+    @property
+    def stride_ms(self) -> float:
+        """The time between two windows."""
+        return float(self.times_ms[1] - self.times_ms[0]) if len(self.times_ms) > 1 else 0.0
 
     def detections(self, threshold: float, suppression_ms: float) -> List[Detection]:
         """The keywords detected at threshold, each suppressing the next for suppression_ms."""
@@ -201,7 +218,11 @@ def smooth(times_ms: np.ndarray, scores: np.ndarray, labels: Sequence[str], stri
 
 def stream_scores(audio: np.ndarray, model_settings: features.ModelSettings, scorer: Scorer,
                   labels: Sequence[str], settings: DetectionSettings) -> StreamScores:
-    """The model slid over int16 audio every clip_stride_ms, its scores averaged."""
+    """The model slid over int16 audio every clip_stride_ms, its scores averaged; a raw-audio
+    scorer (takes_audio) is fed each window's audio instead of its fingerprint; a streaming
+    model (its stream) runs once per its own stride instead (stateful_scores)."""
+    if getattr(scorer, "stream", None) is not None:
+        return stateful_scores(audio, model_settings, scorer.stream, labels, settings)
     rate = model_settings.sample_rate
     stride = int(round(rate * settings.clip_stride_ms / 1000))
     if stride <= 0:
@@ -211,14 +232,33 @@ def stream_scores(audio: np.ndarray, model_settings: features.ModelSettings, sco
     if not len(windows):
         raise UsageError(f"the recording ({len(audio) / rate:.2f} s) is shorter than one clip "
                          f"(--clip_duration_ms {model_settings.clip_duration_ms})")
-    batches = [np.arange(start, min(start + WINDOW_BATCH, len(windows)))
-               for start in range(0, len(windows), WINDOW_BATCH)]
-    scores = np.concatenate([scorer(windows.fingerprints(rows)) for rows in batches])
+    inputs, size = ((windows.clips, AUDIO_WINDOW_BATCH) if takes_audio(scorer)
+                    else (windows.fingerprints, WINDOW_BATCH))
+    batches = [np.arange(start, min(start + size, len(windows)))
+               for start in range(0, len(windows), size)]
+    scores = np.concatenate([scorer(inputs(rows)) for rows in batches])
     if scores.shape[1] != len(labels):
         raise UsageError(f"the model gives {scores.shape[1]} scores, but the labels are "
                          f"{len(labels)} ({', '.join(labels)})")
     stride_ms = stride * 1000 / rate
     return smooth(windows.offsets * 1000 / rate, scores, labels, stride_ms,
+                  settings.average_window_ms)
+
+
+def stateful_scores(audio: np.ndarray, model_settings: features.ModelSettings, runner,
+                    labels: Sequence[str], settings: DetectionSettings) -> StreamScores:
+    """A streaming model (convert.py --streaming; runner: a stream_runtime.StreamRunner) run
+    over int16 audio from a reset, one call per its stride (not --clip_stride_ms), its states
+    kept: the scores of the window that ends at each call, averaged."""
+    s = model_settings
+    recording = audio if runner.audio else frame_mfccs(
+        audio, features.Fingerprinter(chunk_settings(s)), s)
+    scores, starts = runner.recording_scores(recording, s)
+    if not len(scores):
+        raise UsageError(f"the recording ({len(audio) / s.sample_rate:.2f} s) is shorter than "
+                         f"one clip (--clip_duration_ms {s.clip_duration_ms})")
+    stride = runner.per_call * (1 if runner.audio else s.window_stride_samples)
+    return smooth(starts * 1000 / s.sample_rate, scores, labels, stride * 1000 / s.sample_rate,
                   settings.average_window_ms)
 
 

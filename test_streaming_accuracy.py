@@ -13,7 +13,8 @@ ground truth (`label,time_ms` lines, e.g. from generate_streaming_test_wav.py)
 within --time_tolerance_ms. Prints the hit rate, the wrong-label rate, false alarms
 per hour and the mean latency (from the start of the keyword's clip to the end of
 the window that detected it); --sweep_thresholds adds false alarms per hour against
-miss rate over thresholds.
+miss rate over thresholds. A streaming .tflite (convert.py --streaming) runs natively: one
+call per its own stride over the whole recording, its states kept.
 """
 import argparse
 import time
@@ -40,7 +41,7 @@ def main(args: argparse.Namespace) -> None:
     stream = streaming.stream_scores(audio, model_settings, scorer, labels, settings)
     scoring_s = time.perf_counter() - start
     print(f"Scored {len(stream.times_ms)} windows of {duration_s:.1f} s of {args.wav} every "
-          f"{settings.clip_stride_ms:g} ms in {scoring_s:.1f} s")
+          f"{stream.stride_ms:g} ms in {scoring_s:.1f} s")
     detections = stream.detections(settings.detection_threshold, settings.suppression_ms)
     clip_ms = model_settings.clip_duration_ms
     figures = streaming.match(detections, truth, args.time_tolerance_ms, duration_s,

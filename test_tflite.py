@@ -8,8 +8,10 @@ output (the scale and zero point are read from the model), batch 1 or any
 batch. The fingerprint comes from the fingerprint flags (e.g. Arm's models
 need --window_size_ms 40 --window_stride_ms 20 --dct_coefficient_count 10,
 DNNs --window_stride_ms 40); when the model's input size contradicts them,
-the error says which settings would fit. Evaluates on the --test_dir folder,
-or on the validation and test partitions of --data_dir.
+the error says which settings would fit. A raw-audio model (convert.py
+--include_features), recognised by its input of one clip of audio, is fed the
+clips themselves. Evaluates on the --test_dir folder, or on the validation and
+test partitions of --data_dir.
 
 One interpreter serves the whole run: the fingerprints are computed in
 batches once, and the model runs on batches of them when its input can be
@@ -31,14 +33,15 @@ def main(args: argparse.Namespace) -> None:
     model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
                                      runtime=args.runtime)
     model.check_settings(model_settings, args, words_list)
-    print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}, "
+    audio = " (raw audio: the model computes the fingerprint)" if model.takes_audio else ""
+    print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}{audio}, "
           f"output {model.output_type}[{model.label_count}]")
     data = input_data.DataSource(args, model_settings)
-    sets = evaluation.test_sets(args, data)
+    sets = evaluation.test_sets(args, data, audio=model.takes_audio)
     figures = {}
-    for name, (fingerprints, labels) in sets.items():
+    for name, (inputs, labels) in sets.items():
         start = time.perf_counter()
-        result = evaluation.evaluate(model, fingerprints, labels, len(words_list))
+        result = evaluation.evaluate(model, inputs, labels, len(words_list))
         elapsed = time.perf_counter() - start
         figures[name] = evaluation.report(name, result, words_list)
         mode = f"batches of {model.batch_size}" if model.batched else "one clip at a time"

@@ -7,6 +7,11 @@ serves a whole run; the model runs on batches when its input can be resized
 (checked against batch 1 on the first clips), one clip at a time otherwise.
 When a model's input size contradicts the fingerprint flags, the error says
 which settings would fit (fingerprint_hint).
+
+A raw-audio model (convert.py --include_features) computes the fingerprint
+itself: it is recognised by its input, one clip of audio ([1, desired_samples],
+int16 PCM or float32 in [-1, 1]) instead of a fingerprint, in check_settings,
+and is then fed clips (takes_audio).
 """
 import argparse
 import itertools
@@ -17,6 +22,7 @@ import numpy as np
 
 import cli
 import features
+import stream_runtime
 import tflm_runtime
 from cli import UsageError
 
@@ -113,6 +119,11 @@ class TFLiteModel:
                                             reference=runtime == LITERT_REFERENCE)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
+        self.stream: Optional[stream_runtime.StreamRunner] = None  # a streaming model's runner
+        if stream_runtime.is_streaming(inputs):
+            self.stream = stream_runtime.StreamRunner(self.interpreter, inputs, outputs,
+                                                      f"--tflite_path {self.path}")
+            inputs, outputs = [self.stream.first], [self.stream.scores]
         if len(inputs) != 1 or len(outputs) != 1:
             raise UsageError(f"--tflite_path {self.path}: expected one input and one output, "
                              f"the model has {len(inputs)} and {len(outputs)}")
@@ -123,6 +134,7 @@ class TFLiteModel:
         self.label_count = int(np.prod(self.output["shape"][1:])) if len(self.output["shape"]) > 1 else 1
         self.batch_size = max(1, batch_size)
         self.batched: Optional[bool] = None  # decided on the first predict
+        self.takes_audio = False  # a raw-audio model: set by check_settings
         self._allocated_batch = self.input_shape[0]
 
     def _litert(self, path: Optional[str], content: Optional[bytes], num_threads: Optional[int],
@@ -154,8 +166,15 @@ class TFLiteModel:
     def check_settings(self, model_settings: features.ModelSettings, args: argparse.Namespace,
                        words_list: Optional[Sequence[str]] = None,
                        labels_flag: str = "--wanted_words") -> None:
-        """Raises UsageError when the flags' fingerprint or labels do not fit the model."""
-        if self.input_size != model_settings.fingerprint_size:
+        """Raises UsageError when the flags' fingerprint or labels do not fit the model;
+        recognises a raw-audio model by its input of desired_samples values."""
+        if self.stream is not None:  # a streaming model: the clip it was converted for
+            self.stream.check_settings(model_settings)
+            self.input_size = (model_settings.desired_samples if self.stream.audio
+                               else model_settings.fingerprint_size)
+        self.takes_audio = (self.input_size == model_settings.desired_samples
+                            and self.input_size != model_settings.fingerprint_size)
+        if self.input_size != model_settings.fingerprint_size and not self.takes_audio:
             s = model_settings
             raise UsageError(
                 f"--tflite_path {self.path} takes {self.input_size} input values per clip "
@@ -163,7 +182,8 @@ class TFLiteModel:
                 f"{s.spectrogram_length} frames x {s.dct_coefficient_count} coefficients = "
                 f"{s.fingerprint_size} (--window_size_ms {_format_ms(s.window_size_ms)} "
                 f"--window_stride_ms {_format_ms(s.window_stride_ms)} "
-                f"--dct_coefficient_count {s.dct_coefficient_count}); "
+                f"--dct_coefficient_count {s.dct_coefficient_count}), nor clips of "
+                f"{s.desired_samples} samples (a raw-audio model); "
                 + fingerprint_hint(self.input_size, args, self.input_shape))
         if words_list is not None and self.label_count != len(words_list):
             raise UsageError(
@@ -224,13 +244,24 @@ class TFLiteModel:
         if not self.batched:
             self._resize(self.input_shape[0])
 
-    def predict(self, fingerprints: np.ndarray) -> np.ndarray:
-        """Float scores [n, labels] of fingerprints [n, fingerprint size]."""
-        fingerprints = np.asarray(fingerprints, dtype=np.float32).reshape(len(fingerprints), -1)
-        if fingerprints.shape[1] != self.input_size:
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """The model as a scorer (streaming.Scorer): predict."""
+        return self.predict(inputs)
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Float scores [n, labels] of fingerprints [n, fingerprint size], or of clips
+        [n, desired_samples] (int16, or float in [-1, 1]) when the model takes audio."""
+        if self.stream is not None:  # each clip streamed from a reset, one call per stride
+            return self.stream.clip_scores(inputs)
+        inputs = np.asarray(inputs).reshape(len(inputs), -1)
+        if inputs.shape[1] != self.input_size:
+            what = "clips" if self.takes_audio else "fingerprints"
             raise UsageError(f"--tflite_path {self.path} takes {self.input_size} values per clip, "
-                             f"got fingerprints of {fingerprints.shape[1]}")
-        inputs = self._quantize(fingerprints)
+                             f"got {what} of {inputs.shape[1]}")
+        if self.takes_audio:
+            inputs = features.clips_as(inputs, self.input["dtype"])
+        else:
+            inputs = self._quantize(inputs.astype(np.float32))
         if self.batched is None:
             self._decide_batching(inputs)
         scores = np.zeros((len(inputs), self.label_count), dtype=np.float32)

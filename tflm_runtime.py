@@ -93,27 +93,30 @@ class MicroInterpreter:
         if self._interpreter is None:
             raise CannotRun(name, _reason(log.text))
         self.name = name
+        self._names = _io_names(content)
 
-    @staticmethod
-    def _details(details: dict, index: int) -> dict:
+    def _details(self, details: dict, index: int, kind: str) -> dict:
         quantization = details["quantization_parameters"]
         scales, zero_points = quantization["scales"], quantization["zero_points"]
-        return {"index": index, "shape": np.array(details["shape"]), "dtype": details["dtype"],
+        return {"index": index, "name": self._names[kind][index],
+                "shape": np.array(details["shape"]), "dtype": details["dtype"],
                 "quantization": (float(scales[0]) if len(scales) else 0.0,
                                  int(zero_points[0]) if len(zero_points) else 0)}
 
     def get_input_details(self) -> List[dict]:
-        return [self._details(self._interpreter.get_input_details(0), 0)]
+        return [self._details(self._interpreter.get_input_details(i), i, "inputs")
+                for i in range(len(self._names["inputs"]))]
 
     def get_output_details(self) -> List[dict]:
-        return [self._details(self._interpreter.get_output_details(0), 0)]
+        return [self._details(self._interpreter.get_output_details(i), i, "outputs")
+                for i in range(len(self._names["outputs"]))]
 
     def allocate_tensors(self) -> None:
         """TFLM allocates when the model is loaded."""
 
     def resize_tensor_input(self, index: int, shape) -> None:
         """Only to the model's own shape: TFLM runs the batch the model was converted with."""
-        if list(shape) != [int(d) for d in self.get_input_details()[0]["shape"]]:
+        if list(shape) != [int(d) for d in self.get_input_details()[index]["shape"]]:
             raise ValueError("TFLM runs a model at the batch it was converted with")
 
     def set_tensor(self, index: int, value: np.ndarray) -> None:
@@ -143,12 +146,23 @@ class MicroInterpreter:
         return {part: int(size) for part, size in sizes.items()}
 
 
+def _io_names(content: bytes) -> Dict[str, List[str]]:
+    """The names of the main subgraph's input and output tensors, in the interpreter's order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(content, 0).Subgraphs(0)
+    return {"inputs": [graph.Tensors(graph.Inputs(i)).Name().decode()
+                       for i in range(graph.InputsLength())],
+            "outputs": [graph.Tensors(graph.Outputs(i)).Name().decode()
+                        for i in range(graph.OutputsLength())]}
+
+
 def arena(content: bytes, name: str = "<model>") -> Dict[str, int]:
     """The tensor arena TFLM needs for a model (MicroInterpreter.arena), measured by loading it
     and running it once on zeros; CannotRun naming the op when TFLM cannot run it."""
     interpreter = MicroInterpreter(content, name)
-    details = interpreter.get_input_details()[0]
-    interpreter.set_tensor(0, np.zeros(details["shape"], dtype=details["dtype"]))
+    for details in interpreter.get_input_details():  # a streaming model has its states too
+        interpreter.set_tensor(details["index"], np.zeros(details["shape"], dtype=details["dtype"]))
     interpreter.invoke()
     return interpreter.arena()
 

@@ -9,7 +9,7 @@ from conftest import ROOT
 
 SCRIPTS = ("train.py", "test.py", "optimize.py", "convert.py", "test_tflite.py", "label_wav.py",
            "synthesize_dataset.py", "quickstart.py", "generate_streaming_test_wav.py",
-           "test_streaming_accuracy.py")
+           "test_streaming_accuracy.py", "prepare_data.py")
 MAX_SCRIPT_LINES = 150
 MAX_LIBRARY_LINES = 500
 
@@ -27,6 +27,7 @@ FEATURE_FLAGS = {"--sample_rate", "--clip_duration_ms", "--window_size_ms", "--w
 MODEL_FLAGS = {"--model_architecture", "--model_size_info"}
 TRAINING_FLAGS = {"--how_many_training_steps", "--learning_rate", "--batch_size",
                   "--eval_step_interval", "--train_dir", "--summaries_dir", "--start_checkpoint"}
+DEVICE_FLAGS = {"--distribution_strategy", "--mixed_precision", "--fingerprints_on"}
 CALIBRATION_FLAGS = {"--representative_samples", "--representative_dir", "--input_clip_percentile"}
 CONVERSION_FLAGS = {"--quantize", "--no-quantize", "--quantize_mode", "--inference_type",
                     "--output_file", "--report_json", "--c_array"}
@@ -39,16 +40,20 @@ SCORER_FLAGS = {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS | \
     {"--checkpoint", "--tflite_path", "--batch_size", "--runtime", "--labels"}
 EXPECTED_FLAGS = {
     "train.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
-    MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS,
+    MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | DEVICE_FLAGS | {"--shards_dir"},
+    "prepare_data.py": DATA_FLAGS - {"--test_dir", "--validation_dir", "--audio_cache_dir"} |
+    {"--wanted_words"} | FEATURE_FLAGS |
+    {"--shards_dir", "--clips_per_shard"},
     "test.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS |
     {"--checkpoint", "--output_json"},
     "test_tflite.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS |
     {"--tflite_path", "--batch_size", "--runtime", "--output_json"},
     "convert.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
-    MODEL_FLAGS | CALIBRATION_FLAGS | CONVERSION_FLAGS | {"--checkpoint"},
+    MODEL_FLAGS | CALIBRATION_FLAGS | CONVERSION_FLAGS | {"--checkpoint", "--streaming",
+                                                          "--include_features"},
     "optimize.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | CALIBRATION_FLAGS | OPTIMIZATION_FLAGS |
-    {"--checkpoint"},
+    {"--checkpoint", "--distribution_strategy"},
     "label_wav.py": SCORER_FLAGS | DETECTION_FLAGS | {"--how_many_labels", "--wav"},
     "generate_streaming_test_wav.py": {"--test_dir", "--data_dir", "--partition",
                                        "--validation_percentage", "--testing_percentage",
