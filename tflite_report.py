@@ -30,6 +30,7 @@ import gzip
 import math
 import os
 import re
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -352,3 +353,22 @@ def write_c_array(tflite_path: str, content: bytes) -> Tuple[str, str]:
     cli.write_atomically(header_path, header.encode())
     cli.write_atomically(source_path, source.encode())
     return source_path, header_path
+
+
+def invoke_ms(content: bytes, runs: int) -> float:
+    """Median milliseconds of one invoke in LiteRT (one thread, every input zero) over runs,
+    after a warm-up of ten: the latency column of the benches."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    for _ in range(10):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))

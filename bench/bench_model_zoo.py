@@ -11,7 +11,6 @@ LiteRT with one thread (batch 1, median of --runs after a warm-up).
 import argparse
 import os
 import sys
-import time
 from typing import Tuple
 
 import numpy as np
@@ -24,7 +23,6 @@ import tflite_report  # noqa: E402
 import calibration  # noqa: E402
 import features  # noqa: E402
 import quantization  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 PAPER_FEATURES = (40, 20, 10)  # window ms, stride ms, coefficients
 KWS30K_FEATURES = (40, 20, 40)
@@ -46,22 +44,6 @@ def int8_model(architecture: str) -> Tuple["models.tf.keras.Model", bytes]:
                                              calibration.DEFAULT_INPUT_CLIP_PERCENTILE)
 
 
-def inference_ms(content: bytes, runs: int) -> float:
-    """Median milliseconds of one batch-1 inference, one thread."""
-    interpreter = Interpreter(model_content=content, num_threads=1)
-    interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    for _ in range(10):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
-
 def main(args: argparse.Namespace) -> None:
     names = args.architectures.split(",") if args.architectures else list(models.MODELS)
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -73,7 +55,7 @@ def main(args: argparse.Namespace) -> None:
         report = tflite_report.analyze(content)
         print(f"| {name} | {models.count_parameters(model):,} | {models.count_macs(model):,} "
               f"| {report['file_bytes']:,} | {report['peak_activation_bytes']:,} "
-              f"| {report['arena_bytes']:,} | {inference_ms(content, args.runs):.3f} |", flush=True)
+              f"| {report['arena_bytes']:,} | {tflite_report.invoke_ms(content, args.runs):.3f} |", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,28 +1,27 @@
-"""Benchmark of optimize.py on DS-CNN-S from Arm's checkpoint: every technique, one table.
+"""Benchmark of optimize.py on our real-speech DS-CNN-S: every technique, one table, its targets.
 
-    python bench/bench_optimize.py --steps 400
+    python bench/bench_optimize.py --steps 2000
 
-For the starting checkpoint and the result of each technique: float accuracy
-and int8 accuracy on the real dev clips (../shared/data/speech_commands_test_v0.02_dev),
-.tflite and gzip bytes, sparsity and the distinct values of every kernel.
-The int8 model of a row is what convert.py makes of its float checkpoint
-(post-training quantization); after quantization-aware training a second row
-gives the .tflite that optimize.py converts from the quantization-aware model
-itself.
-
-No real keyword training set exists here, so every technique fine-tunes on
-keywords synthesized by synthesize_dataset.py plus the real unknown-word
-clips (bed, cat, happy) and the real background noise of ../shared/data;
-convert.py calibrates post-training quantization on the same training clips. The dev
-clips are used only for the accuracies in the table, never for training or
-selection. The data column of the table says what each row was trained on.
+Starts from Pretrained_models/DS_CNN/DS_CNN_S (trained on the real clips of
+../shared/data/speech_commands_v0.01_train) and fine-tunes with each technique
+on the same real training partition, with the recipe of its training
+(train_commands.txt, Part 4: 25% unknown words, real background noise);
+optimize.py selects on the folder's validation partition. For the start and
+every technique: float and int8 accuracy on the real dev clips
+(../shared/data/speech_commands_test_v0.02_dev, measured only: never used to
+train, tune or select), .tflite and gzip bytes, sparsity and the distinct
+values of every kernel, and the issue's target for the row. The int8 model of
+a row is what convert.py makes of its float checkpoint (post-training
+quantization calibrated on training clips); after quantization-aware training
+a second row gives the .tflite that optimize.py converts from the
+quantization-aware model itself.
 """
 import argparse
 import dataclasses
 import os
 import subprocess
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -43,17 +42,19 @@ import tflite_report  # noqa: E402
 from tflite_model import TFLiteModel  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-ARM_CHECKPOINT = os.path.join(SHARED, "reference", "arm_pretrained", "DS_CNN", "DS_CNN_S", "ckpt")
+START_CHECKPOINT = os.path.join(ROOT, "Pretrained_models", "DS_CNN", "DS_CNN_S", "ckpt")
 DEV_DIR = os.path.join(SHARED, "data", "speech_commands_test_v0.02_dev")
+DATA_DIR = os.path.join(SHARED, "data", "speech_commands_v0.01_train")
 NOISE_DIR = os.path.join(SHARED, "data", "_background_noise_")
-UNKNOWN_DIR = os.path.join(SHARED, "data", "speech_commands_v0.01_train")  # its non-keyword words
-KEYWORDS = "yes,no,up,down,left,right,on,off,stop,go"
 DS_CNN_S_FLAGS = ["--model_architecture", "ds_cnn", "--model_size_info",
                   "5", "64", "10", "4", "2", "2", "64", "3", "3", "1", "1", "64", "3", "3", "1", "1",
                   "64", "3", "3", "1", "1", "64", "3", "3", "1", "1",
                   "--dct_coefficient_count", "10", "--window_size_ms", "40", "--window_stride_ms", "20"]
-START_DATA = "Arm's training (full Speech Commands v0.02)"
-FINE_TUNING_DATA = "synthesized keywords + real unknown words and noise"
+DATA_FLAGS = ["--data_url", "", "--data_dir", DATA_DIR, "--background_noise_dir", NOISE_DIR,
+              "--unknown_percentage", "25"]
+# Points of int8 dev accuracy each technique may lose against the start's int8 model.
+ALLOWED_LOSS = {"cluster": 1.0, "prune": 2.0, "prune_2by4": 1.5}
+GZIP_LIMIT = {"cluster": 1.0, "prune": 0.6}  # gzip bytes against the start's
 
 
 @dataclasses.dataclass
@@ -61,7 +62,6 @@ class Row:
     """One line of the table."""
 
     name: str
-    data: str
     float_accuracy: Optional[float]
     int8_accuracy: float
     tflite_bytes: int
@@ -70,35 +70,20 @@ class Row:
     unique: List[int]
 
 
-def prepare_data(work_dir: str, clips_per_word: int, seed: int) -> str:
-    """Synthesized keywords, real noise and links to the real unknown words, in one data folder."""
-    data_dir = os.path.join(work_dir, "data")
-    subprocess.run([sys.executable, os.path.join(ROOT, "synthesize_dataset.py"), "--output_dir", data_dir,
-                    "--words", KEYWORDS, "--clips_per_word", str(clips_per_word), "--seed", str(seed),
-                    "--background_dir", NOISE_DIR], check=True)
-    for word in sorted(os.listdir(UNKNOWN_DIR)):
-        if word in KEYWORDS.split(",") or not os.path.isdir(os.path.join(UNKNOWN_DIR, word)):
-            continue
-        link = os.path.join(data_dir, word)
-        if not os.path.exists(link):
-            os.symlink(os.path.join(UNKNOWN_DIR, word), link)
-    return data_dir
-
-
-def optimize_args(args: argparse.Namespace, data_dir: str, technique: str) -> argparse.Namespace:
+def optimize_args(args: argparse.Namespace, technique: str) -> argparse.Namespace:
     """optimize.py's flags for one technique on DS-CNN-S: two phases of --steps / 2."""
     first = max(1, args.steps // 2)
     frequency = max(1, args.steps // 20)
     return optimize.build_parser().parse_args([
-        *DS_CNN_S_FLAGS, "--technique", technique, "--checkpoint", ARM_CHECKPOINT,
-        "--data_url", "", "--data_dir", data_dir, "--wanted_words", KEYWORDS, "--seed", str(args.seed),
+        *DS_CNN_S_FLAGS, *DATA_FLAGS, "--technique", technique, "--checkpoint", START_CHECKPOINT,
+        "--seed", str(args.seed),
         "--train_dir", os.path.join(args.work_dir, "train"), "--summaries_dir", "",
         "--batch_size", str(args.batch_size), "--eval_step_interval", str(first),
         "--how_many_training_steps", f"{first},{max(1, args.steps - first)}",
-        "--learning_rate", "0.0001,0.00002", "--pruning_frequency", str(frequency)])
+        "--learning_rate", args.learning_rate, "--pruning_frequency", str(frequency)])
 
 
-def measure(name: str, data: str, model: Optional[models.tf.keras.Model], content: bytes,
+def measure(name: str, model: Optional[models.tf.keras.Model], content: bytes,
             dev: Sequence[np.ndarray]) -> Row:
     """The figures of one row; model None: no float model (a row of a QAT .tflite)."""
     fingerprints, labels = dev
@@ -111,46 +96,78 @@ def measure(name: str, data: str, model: Optional[models.tf.keras.Model], conten
     sparsity = float(np.average([item.sparsity for item in stats], weights=sizes)) if stats else float("nan")
     tflite = TFLiteModel(content=content)
     int8_accuracy = evaluation.evaluate(tflite, fingerprints, labels, tflite.label_count).accuracy
-    return Row(name, data, float_accuracy, int8_accuracy,
+    return Row(name, float_accuracy, int8_accuracy,
                report["file_bytes"], report["gzip_bytes"], sparsity, [item.unique for item in stats])
+
+
+def target(row: Row, start: Row, rows: Dict[str, Row]) -> str:
+    """The issue's target for a row against the start's int8 model, and whether it holds."""
+    technique = row.name.split(" ")[0]
+    lost = 100 * (start.int8_accuracy - row.int8_accuracy)
+    if technique == "qat" and row.name.endswith("(QAT .tflite)"):
+        return f"int8 >= start's PTQ {start.int8_accuracy:.4f}: " + \
+            ("met" if row.int8_accuracy >= start.int8_accuracy else "missed")
+    checks = []
+    if technique in ALLOWED_LOSS:
+        checks.append((f"loses <= {ALLOWED_LOSS[technique]:g}", lost <= ALLOWED_LOSS[technique]))
+    if technique in GZIP_LIMIT:
+        limit = GZIP_LIMIT[technique]
+        text = "gzip < start's" if limit == 1.0 else f"gzip <= {limit:.0%} of start's"
+        ok = row.gzip_bytes < start.gzip_bytes if limit == 1.0 else \
+            row.gzip_bytes <= limit * start.gzip_bytes
+        checks.append((text, ok))
+    parts = technique.replace("prune_2by4", "prune2by4").split("_")
+    if len(parts) > 1:  # a combination: at most the sum of its parts' losses
+        part_losses = [100 * (start.int8_accuracy - rows[p.replace("prune2by4", "prune_2by4")]
+                              .int8_accuracy) for p in parts
+                       if p.replace("prune2by4", "prune_2by4") in rows]
+        if len(part_losses) == len(parts):
+            budget = max(0.0, sum(part_losses))
+            checks.append((f"loses <= {budget:.2f} (its parts)", lost <= budget + 1e-9))
+    if not checks:
+        return f"{lost:+.2f} points lost"
+    return f"{lost:.2f} lost; " + ", ".join(f"{text}: {'met' if ok else 'missed'}"
+                                            for text, ok in checks)
 
 
 def format_table(rows: Sequence[Row], clips: int) -> str:
     """The table: one row per model, the distinct values of each kernel in layer order."""
+    start, by_name = rows[0], {row.name: row for row in rows}
     lines = [f"DS-CNN-S, accuracy on {clips} real dev clips (speech_commands_test_v0.02_dev)",
-             f"{'technique':<32}{'float':>7}{'int8':>7}{'tflite B':>10}{'gzip B':>9}{'sparsity':>9}"
-             f"  {'unique values per kernel (conv1, dw1, pw1, ..., fc)':<52}  data"]
+             f"{'technique':<26}{'float':>7}{'int8':>7}{'tflite B':>10}{'gzip B':>9}{'sparsity':>9}"
+             f"  {'unique values per kernel':<30}  target"]
     for row in rows:
         accuracy = f"{row.float_accuracy:.4f}" if row.float_accuracy is not None else "-"
         sparsity = f"{row.sparsity:.3f}" if row.unique else "="
         unique = " ".join(map(str, row.unique)) or "(as above)"
-        lines.append(f"{row.name:<32}{accuracy:>7}{row.int8_accuracy:>7.4f}{row.tflite_bytes:>10,}"
-                     f"{row.gzip_bytes:>9,}{sparsity:>9}  {unique:<52}  {row.data}")
+        verdict = "" if row is start else target(row, start, by_name)
+        lines.append(f"{row.name:<26}{accuracy:>7}{row.int8_accuracy:>7.4f}{row.tflite_bytes:>10,}"
+                     f"{row.gzip_bytes:>9,}{sparsity:>9}  {unique:<30}  {verdict}")
     return "\n".join(lines)
 
 
-def convert(checkpoint: str, output_file: str, data_dir: str, args: argparse.Namespace) -> bytes:
+def convert(checkpoint: str, output_file: str, args: argparse.Namespace) -> bytes:
     """convert.py's int8 model of a checkpoint (post-training quantization, calibrated on the
-    training partition of data_dir)."""
-    subprocess.run([sys.executable, os.path.join(ROOT, "convert.py"), *DS_CNN_S_FLAGS, "--data_url", "",
-                    "--data_dir", data_dir, "--wanted_words", KEYWORDS, "--seed", str(args.seed),
-                    "--checkpoint", checkpoint, "--output_file", output_file], check=True)
+    training partition of the real folder)."""
+    if not os.path.exists(output_file):
+        subprocess.run([sys.executable, os.path.join(ROOT, "convert.py"), *DS_CNN_S_FLAGS,
+                        *DATA_FLAGS, "--seed", str(args.seed), "--checkpoint", checkpoint,
+                        "--output_file", output_file], check=True)
     with open(output_file, "rb") as handle:
         return handle.read()
 
 
 def main(args: argparse.Namespace) -> None:
-    for path in (ARM_CHECKPOINT, DEV_DIR, UNKNOWN_DIR, NOISE_DIR, os.path.join(ROOT, "convert.py")):
+    for path in (START_CHECKPOINT, DEV_DIR, DATA_DIR, NOISE_DIR):
         if not os.path.exists(path):
             raise cli.UsageError(f"{path} is missing: this benchmark needs it")
     known = optimization_stages.TECHNIQUES
     unknown = [technique for technique in args.techniques if technique not in known]
     if unknown:
         raise cli.UsageError(f"--techniques: unknown {', '.join(unknown)}; known: {', '.join(known)}")
-    data_dir = prepare_data(args.work_dir, args.clips_per_word, args.seed)
-    first = optimize_args(args, data_dir, args.techniques[0])
+    first = optimize_args(args, args.techniques[0])
     model_settings = input_data.model_settings_from_flags(first)
-    words_list = input_data.prepare_words_list(input_data.wanted_words_from_flags(first))
+    words_list = input_data.words_list_from_flags(first)
     clips, labels, _ = input_data.load_evaluation_folder(DEV_DIR, words_list, model_settings)
     dev = (features.Fingerprinter(model_settings)(clips), labels)
     tflite_dir = os.path.join(args.work_dir, "tflite")
@@ -160,35 +177,36 @@ def main(args: argparse.Namespace) -> None:
         checkpoints.load_weights(model, checkpoint)
         return model
 
-    start_ptq = convert(ARM_CHECKPOINT, os.path.join(tflite_dir, "start.tflite"), data_dir, args)
-    rows = [measure("start (Arm checkpoint)", START_DATA, plain_model(ARM_CHECKPOINT), start_ptq, dev)]
+    start_ptq = convert(START_CHECKPOINT, os.path.join(tflite_dir, "start.tflite"), args)
+    rows = [measure("start", plain_model(START_CHECKPOINT), start_ptq, dev)]
     for technique in args.techniques:
-        outcome = optimization.optimize(optimize_args(args, data_dir, technique))
-        prefix = outcome.prefix
-        content = convert(prefix, os.path.join(tflite_dir, f"{technique}.tflite"), data_dir, args)
-        rows.append(measure(technique, FINE_TUNING_DATA, plain_model(prefix), content, dev))
+        outcome = optimization.optimize(optimize_args(args, technique))
+        content = convert(outcome.prefix, os.path.join(tflite_dir, f"{technique}.tflite"), args)
+        rows.append(measure(technique, plain_model(outcome.prefix), content, dev))
         if outcome.int8_content is not None:
-            rows.append(measure(f"{technique} (QAT .tflite)", FINE_TUNING_DATA, None, outcome.int8_content, dev))
+            rows.append(measure(f"{technique} (QAT .tflite)", None, outcome.int8_content, dev))
         print("\n" + format_table(rows, len(labels)), flush=True)
     table = format_table(rows, len(labels))
     cli.write_atomically(os.path.join(args.work_dir, "bench_optimize.txt"), (table + "\n").encode())
-    print(f"\nsteps per stage: {args.steps}, batch size {args.batch_size}, {args.clips_per_word} "
-          f"synthesized clips per keyword; the int8 models are convert.py's (post-training "
-          f"quantization calibrated on training clips), except the '(QAT .tflite)' rows")
+    print(f"\nsteps per stage: {args.steps}, learning rates {args.learning_rate}, batch size "
+          f"{args.batch_size}; fine-tuned on the real "
+          f"training partition; the int8 models are convert.py's (post-training quantization "
+          f"calibrated on training clips), except the '(QAT .tflite)' rows")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=cli.positive_int, default=400,
+    parser.add_argument("--steps", type=cli.positive_int, default=2000,
                         help="Fine-tuning steps per stage (optimize.py's default is 4000).")
-    parser.add_argument("--techniques", type=cli.comma_list(str), default=list(optimization_stages.TECHNIQUES),
+    parser.add_argument("--techniques", type=cli.comma_list(str),
+                        default=list(optimization_stages.TECHNIQUES),
                         help="Comma-separated techniques to run, in this order.")
+    parser.add_argument("--learning_rate", default="0.0001,0.00002",
+                        help="optimize.py's two learning rates, one per half of --steps.")
     parser.add_argument("--batch_size", type=cli.positive_int, default=100, help="Training batch size.")
-    parser.add_argument("--clips_per_word", type=cli.positive_int, default=150,
-                        help="Synthesized clips per keyword.")
     parser.add_argument("--work_dir", default="/tmp/bench_optimize",
-                        help="Where data, training state and the table go; a rerun continues there.")
-    parser.add_argument("--seed", type=int, default=59185, help="Seed of the data and the training.")
+                        help="Where training state, models and the table go; a rerun continues there.")
+    parser.add_argument("--seed", type=int, default=59185, help="Seed of the training.")
     return parser
 
 

@@ -18,7 +18,6 @@ clips and whether TensorFlow Lite for Microcontrollers runs it (its arena).
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -31,28 +30,11 @@ import stream_model  # noqa: E402
 import tflite_model  # noqa: E402
 import tflite_report  # noqa: E402
 import tflm_runtime  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 STREAMABLE = ("cnn", "basic_lstm", "lstm", "gru", "crnn", "svdf", "svdf_resnet")
 KWS30K = ("svdf", "svdf_resnet")
 INT8 = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
 CLIP_STRIDE_MS = 30.0
-
-
-def median_ms(content: bytes, runs: int) -> float:
-    """Median milliseconds of one invoke with every input zero, one thread."""
-    interpreter = Interpreter(model_content=content, num_threads=1)
-    interpreter.allocate_tensors()
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    for _ in range(10):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def measure(architecture: str, runs: int) -> dict:
@@ -70,7 +52,7 @@ def measure(architecture: str, runs: int) -> dict:
                          - model(check, training=False).numpy()).max())
     tflm = tflm_runtime.report_figures(stream, architecture)
     stride_ms = streaming.frames_per_call * settings.window_stride_ms
-    return {"window_ms": median_ms(window, runs), "call_ms": median_ms(stream, runs),
+    return {"window_ms": tflite_report.invoke_ms(window, runs), "call_ms": tflite_report.invoke_ms(stream, runs),
             "window_macs": tflite_report.analyze(window)["macs"],
             "call_macs": tflite_report.analyze(stream)["macs"], "stride_ms": stride_ms,
             "frames": streaming.frames_per_call, "states": len(streaming.state_shapes),

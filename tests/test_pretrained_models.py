@@ -21,7 +21,9 @@ from conftest import ROOT, SHARED
 
 DEV_DIR = SHARED / "data" / "speech_commands_test_v0.02_dev"
 EXPECTED = {"DS_CNN/DS_CNN_S", "DS_CNN/DS_CNN_M", "CNN/CNN_S", "DNN/DNN_S", "Basic_LSTM/Basic_LSTM_S",
-            "30K/inception", "synthetic_only/DS_CNN_S"}
+            "synthetic_only/DS_CNN_S"} | {f"30K/{architecture}" for architecture in (
+                "svdf", "svdf_resnet", "tc_resnet", "mobilenet", "mobilenet_v2", "inception",
+                "inception_resnet", "xception")}
 
 
 def packaging_lines() -> List:
