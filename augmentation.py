@@ -21,6 +21,7 @@ import numpy as np
 
 import cli
 from cli import UsageError
+from features import ModelSettings
 
 DEFAULT_TIME_SHIFT_MS = 100.0
 DEFAULT_BACKGROUND_FREQUENCY = 0.8
@@ -425,3 +426,16 @@ class SpecAugment:
                                  settings.frequency_mask_max)
         keep = ~masked_time[:, :, None] & ~masked_frequency[:, None, :]
         return keep.astype(np.float32)
+
+
+def training_augmenters(settings: Augmentation, noises: Sequence[np.ndarray], frequency: float,
+                        volume: float, time_shift_ms: float, model_settings: ModelSettings,
+                        seed: int) -> Tuple[BackgroundNoise, List[Transform], SpecAugment]:
+    """What augments training batches: the background noise, the audio transforms and the
+    SpecAugment masks, as the in-memory data (input_data.AudioProcessor) and the shard
+    stream (records.ShardedData) both build them."""
+    background = BackgroundNoise(noises, frequency, volume, settings.background_snr_db)
+    shift = int(time_shift_ms * model_settings.sample_rate / 1000)
+    return (background, transforms(settings, shift, background, model_settings.sample_rate, seed),
+            SpecAugment(settings, model_settings.spectrogram_length,
+                        model_settings.dct_coefficient_count, seed))

@@ -160,6 +160,18 @@ def data_dirs_from_flag(data_dir: str) -> List[str]:
     return folders
 
 
+def partition_silence(labels: np.ndarray, partition: str, seed: int,
+                      background: aug.BackgroundNoise, samples: int
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """The rows of a partition's silence samples and their noise clips, from the seeded rng
+    [seed, partition] (none without noise recordings: those samples stay digital silence)."""
+    silence = np.flatnonzero(labels == SILENCE_INDEX)
+    if not len(silence) or not background.noises:
+        return silence[:0], np.zeros((0, samples), np.int16)
+    rng = np.random.default_rng([seed, PARTITIONS.index(partition)])
+    return silence, background.silence(len(silence), samples, rng)
+
+
 class AudioProcessor:
     """Indexes a Speech Commands folder, splits it, and serves fingerprints.
 
@@ -209,14 +221,9 @@ class AudioProcessor:
         if not self.background_data:
             print(f"No {BACKGROUND_NOISE_DIR_NAME} folder with audio in {data_dir} and no "
                   f"--background_noise_dir: training without background noise")
-        self.background = aug.BackgroundNoise(self.background_data, background_frequency, background_volume,
-                                             self.augmentation.background_snr_db)
-        time_shift_samples = int(time_shift_ms * model_settings.sample_rate / 1000)
-        self.transforms = aug.transforms(self.augmentation, time_shift_samples, self.background,
-                                         model_settings.sample_rate, seed)
-        self.spec_augment = aug.SpecAugment(
-            self.augmentation, model_settings.spectrogram_length,
-            model_settings.dct_coefficient_count, seed)
+        self.background, self.transforms, self.spec_augment = aug.training_augmenters(
+            self.augmentation, self.background_data, background_frequency, background_volume,
+            time_shift_ms, model_settings, seed)
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         self.validation_dir = validation_dir
         if validation_dir:
@@ -332,7 +339,8 @@ class AudioProcessor:
             return self._fingerprint_cache["validation_dir"]
         if partition not in self._fingerprint_cache:
             fingerprints = self.fingerprinter(self.audio[partition])[self.rows[partition]]
-            silence, noise = self._silence(partition)
+            silence, noise = partition_silence(self.labels[partition], partition, self.seed,
+                                           self.background, self.model_settings.desired_samples)
             if len(silence):
                 fingerprints[silence] = self.fingerprinter(noise)
             self._fingerprint_cache[partition] = (fingerprints, self.labels[partition])
@@ -348,18 +356,10 @@ class AudioProcessor:
         if partition == "validation" and self.validation_dir:
             return self._validation_clips
         clips = self.audio[partition][self.rows[partition]]
-        silence, noise = self._silence(partition)
+        silence, noise = partition_silence(self.labels[partition], partition, self.seed,
+                                           self.background, self.model_settings.desired_samples)
         clips[silence] = noise
         return clips, self.labels[partition]
-
-    def _silence(self, partition: str) -> Tuple[np.ndarray, np.ndarray]:
-        """The rows of a partition's silence samples and their seeded noise clips (none
-        without background noise: the samples stay digital silence)."""
-        silence = np.flatnonzero(self.labels[partition] == SILENCE_INDEX)
-        if not len(silence) or not self.background_data:
-            return silence[:0], np.zeros((0, self.model_settings.desired_samples), np.int16)
-        rng = np.random.default_rng([self.seed, PARTITIONS.index(partition)])
-        return silence, self.silence_clips(len(silence), rng)
 
     def _load_validation_folder(self, folder: str) -> Tuple[np.ndarray, np.ndarray]:
         """--validation_dir's clips and labels: keywords, unknown (capped), noise silence."""

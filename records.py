@@ -205,14 +205,11 @@ class ShardedData:
         self.seed = args.seed
         with np.load(os.path.join(folder, NOISE_FILE)) as noises:
             self.background_data = [noises[f"arr_{i}"] for i in range(len(noises.files))]
-        augmentation = aug.Augmentation.from_flags(args)
-        self.background = aug.BackgroundNoise(
-            self.background_data, getattr(args, "background_frequency", aug.DEFAULT_BACKGROUND_FREQUENCY),
-            getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME), augmentation.background_snr_db)
-        shift = int(getattr(args, "time_shift_ms", aug.DEFAULT_TIME_SHIFT_MS) * settings.sample_rate / 1000)
-        self.transforms = aug.transforms(augmentation, shift, self.background, settings.sample_rate, args.seed)
-        self.spec_augment = aug.SpecAugment(augmentation, settings.spectrogram_length,
-                                            settings.dct_coefficient_count, args.seed)
+        self.background, self.transforms, self.spec_augment = aug.training_augmenters(
+            aug.Augmentation.from_flags(args), self.background_data,
+            getattr(args, "background_frequency", aug.DEFAULT_BACKGROUND_FREQUENCY),
+            getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME),
+            getattr(args, "time_shift_ms", aug.DEFAULT_TIME_SHIFT_MS), settings, args.seed)
         self.fingerprinter = features.Fingerprinter(settings)
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         print(f"Data: the shards of {folder} (written from {manifest['source'].get('data_dir')})")
@@ -243,11 +240,10 @@ class ShardedData:
             fingerprints = np.concatenate([p for p, _ in parts]) if parts else \
                 np.zeros((0, self.model_settings.fingerprint_size), np.float32)
             labels = np.concatenate([l for _, l in parts]) if parts else np.zeros(0, np.int32)
-            silence = np.flatnonzero(labels == SILENCE_INDEX)
-            if len(silence) and self.background_data:
-                rng = np.random.default_rng([self.seed, PARTITIONS.index(partition)])
-                fingerprints[silence] = self.fingerprinter(self.background.silence(
-                    len(silence), self.model_settings.desired_samples, rng))
+            silence, noise = input_data.partition_silence(
+                labels, partition, self.seed, self.background, self.model_settings.desired_samples)
+            if len(silence):
+                fingerprints[silence] = self.fingerprinter(noise)
             self._fingerprint_cache[partition] = (fingerprints, labels.astype(np.int32))
         return self._fingerprint_cache[partition]
 

@@ -28,18 +28,24 @@ def is_streaming(inputs: Sequence[dict]) -> bool:
     return any(_FIRST_INPUT.search(detail.get("name", "")) for detail in inputs) and len(inputs) > 1
 
 
-def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+def quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values as the tensor of detail takes them: unchanged for a float tensor, else
+    rounded as TFLite's QUANTIZE kernel rounds (half away from zero, in float64) with its
+    scale and zero point, and clipped to its type (int16 audio has no scale)."""
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
         return values.astype(dtype)
     scale, zero_point = detail["quantization"]
-    scaled = values / scale if scale else values  # int16 audio is not quantized
-    scaled = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zero_point
+    values = values.astype(np.float64)
+    if scale:
+        scaled = values / scale
+        values = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zero_point
     info = np.iinfo(dtype)
-    return np.clip(scaled, info.min, info.max).astype(dtype)
+    return np.clip(values, info.min, info.max).astype(dtype)
 
 
-def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    """A tensor's values (of detail) as float32."""
     scale, zero_point = detail["quantization"]
     if np.dtype(detail["dtype"]).kind != "f" and scale:
         return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
@@ -90,17 +96,17 @@ class StreamRunner:
         """One call: the new frames (or samples) in, the float scores out; the states move on."""
         interpreter = self.interpreter
         interpreter.set_tensor(self.first["index"],
-                               _quantize(np.asarray(new, np.float32).reshape(self.first["shape"]),
+                               quantize(np.asarray(new, np.float32).reshape(self.first["shape"]),
                                          self.first))
         for detail, state in zip(self.states_in, self.states):
-            interpreter.set_tensor(detail["index"], _quantize(state, detail))
+            interpreter.set_tensor(detail["index"], quantize(state, detail))
         try:
             interpreter.invoke()
         except (ValueError, RuntimeError) as error:
             raise UsageError(f"{self.name}: the interpreter failed ({error})".splitlines()[0])
-        self.states = [_dequantize(interpreter.get_tensor(detail["index"]), detail)
+        self.states = [dequantize(interpreter.get_tensor(detail["index"]), detail)
                        for detail in self.states_out]
-        return _dequantize(interpreter.get_tensor(self.scores["index"]), self.scores).reshape(-1)
+        return dequantize(interpreter.get_tensor(self.scores["index"]), self.scores).reshape(-1)
 
     def stream(self, chunks: np.ndarray) -> np.ndarray:
         """Scores [calls, labels] of consecutive calls from a reset; chunks [calls, per_call(, C)]."""

@@ -94,11 +94,6 @@ def fingerprint_hint(input_size: int, args: argparse.Namespace,
             f"cannot be read from the input size: use the one the model was trained with)")
 
 
-def _round_half_away(values: np.ndarray) -> np.ndarray:
-    """Rounding of TFLite's QUANTIZE kernel (std::round)."""
-    return np.sign(values) * np.floor(np.abs(values) + 0.5)
-
-
 class TFLiteModel:
     """A .tflite keyword-spotting model in one interpreter: fingerprints in, float scores out."""
 
@@ -199,23 +194,6 @@ class TFLiteModel:
             self.interpreter.allocate_tensors()
             self._allocated_batch = batch
 
-    def _quantize(self, fingerprints: np.ndarray) -> np.ndarray:
-        dtype = np.dtype(self.input["dtype"])
-        if dtype.kind == "f":
-            return fingerprints.astype(dtype)
-        scale, zero_point = self.input["quantization"]
-        values = fingerprints.astype(np.float64)
-        if scale:
-            values = _round_half_away(values / scale) + zero_point
-        info = np.iinfo(dtype)
-        return np.clip(values, info.min, info.max).astype(dtype)
-
-    def _dequantize(self, scores: np.ndarray) -> np.ndarray:
-        scale, zero_point = self.output["quantization"]
-        if np.dtype(self.output["dtype"]).kind != "f" and scale:
-            return ((scores.astype(np.float32) - zero_point) * scale).astype(np.float32)
-        return scores.astype(np.float32)
-
     def _run(self, batch: np.ndarray) -> np.ndarray:
         self._resize(len(batch))
         self.interpreter.set_tensor(self.input["index"],
@@ -261,7 +239,7 @@ class TFLiteModel:
         if self.takes_audio:
             inputs = features.clips_as(inputs, self.input["dtype"])
         else:
-            inputs = self._quantize(inputs.astype(np.float32))
+            inputs = stream_runtime.quantize(inputs.astype(np.float32), self.input)
         if self.batched is None:
             self._decide_batching(inputs)
         scores = np.zeros((len(inputs), self.label_count), dtype=np.float32)
@@ -271,7 +249,8 @@ class TFLiteModel:
                 batch = inputs[start:start + step]
                 if self.batched and len(batch) < step:  # keep one allocation: pad the last batch
                     batch = np.concatenate([batch, np.repeat(batch[-1:], step - len(batch), 0)])
-                scores[start:start + step] = self._dequantize(self._run(batch))[:len(inputs) - start]
+                scores[start:start + step] = stream_runtime.dequantize(
+                    self._run(batch), self.output)[:len(inputs) - start]
         except (ValueError, RuntimeError) as error:
             raise UsageError(f"--tflite_path {self.path}: the interpreter failed "
                              f"({cli.first_line(error)})")
