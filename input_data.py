@@ -13,10 +13,8 @@ training pipeline.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
-import re
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,6 +22,7 @@ import numpy as np
 import audio_io
 import augmentation as aug
 import cli
+import data_split
 import download
 import features
 import pipeline
@@ -34,16 +33,13 @@ from features import ModelSettings
 
 tf = cli.lazy_tensorflow()
 
-MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
+from data_split import (BACKGROUND_NOISE_DIR_NAME, MAX_NUM_WAVS_PER_CLASS, PARTITIONS,  # noqa: F401
+                        RANDOM_SEED, SILENCE_INDEX, UNKNOWN_WORD_INDEX, which_set)
+
 SILENCE_LABEL = "_silence_"
-SILENCE_INDEX = 0
 UNKNOWN_WORD_LABEL = "_unknown_"
-UNKNOWN_WORD_INDEX = 1
-BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
-RANDOM_SEED = 59185
 DEFAULT_DATA_URL = "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 DEFAULT_WANTED_WORDS = "yes,no,up,down,left,right,on,off,stop,go"
-PARTITIONS = ("training", "validation", "testing")
 VALIDATION_UNKNOWN_RATIO = 0.5  # --validation_dir: unknown clips at most this share of keyword clips
 
 
@@ -93,6 +89,7 @@ def add_data_flags(parser: argparse.ArgumentParser, evaluation_folders: bool = T
                        help="How much of the training data should be silence.")
     group.add_argument("--unknown_percentage", type=cli.non_negative_float, default=10.0,
                        help="How much of the training data should be unknown words.")
+    data_split.add_mixing_flags(group)
     group.add_argument("--extra_unknown_dirs", type=cli.comma_list(str), default=[],
                        help="Comma-separated folders of <word>/<clip> whose words (other than the "
                             "wanted ones) are added to _unknown_, split by the same hash rule.")
@@ -131,25 +128,6 @@ def words_list_from_flags(args: argparse.Namespace) -> List[str]:
 def model_settings_from_flags(args: argparse.Namespace) -> ModelSettings:
     """ModelSettings from the fingerprint flags and --wanted_words."""
     return features.settings_from_flags(args, len(words_list_from_flags(args)))
-
-
-def which_set(filename: str, validation_percentage: float, testing_percentage: float) -> str:
-    """Determines which partition a file belongs to, by the data set's standard rule.
-
-    The name up to `_nohash_` identifies the speaker; its SHA-1 picks the
-    partition, so a speaker's clips stay together and the split is stable as
-    files are added.
-    """
-    base_name = os.path.basename(filename)
-    hash_name = re.sub(r"_nohash_.*$", "", base_name)
-    hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
-    percentage_hash = ((int(hash_name_hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) *
-                       (100.0 / MAX_NUM_WAVS_PER_CLASS))
-    if percentage_hash < validation_percentage:
-        return "validation"
-    if percentage_hash < (testing_percentage + validation_percentage):
-        return "testing"
-    return "training"
 
 
 def data_dirs_from_flag(data_dir: str) -> List[str]:
@@ -191,7 +169,8 @@ class AudioProcessor:
                  augmentation: Optional[Augmentation] = None,
                  extra_unknown_dirs: Sequence[str] = (), validation_dir: Optional[str] = None,
                  background_noise_dir: Optional[str] = None,
-                 audio_cache_dir: Optional[str] = None):
+                 audio_cache_dir: Optional[str] = None, evaluation_partitions: str = "fixed",
+                 unknown_draw: str = "per_batch"):
         if seed < 0:
             raise UsageError(f"--seed must be 0 or more, got {seed}")
         self.data_dir = data_dir
@@ -207,9 +186,13 @@ class AudioProcessor:
                 raise UsageError(f"--extra_unknown_dirs {folder} is not a folder")
         self.silence_percentage = silence_percentage
         self.fingerprinter = features.Fingerprinter(model_settings)
-        self.data_index = self._prepare_data_index(wanted_words, validation_percentage,
-                                                   testing_percentage, silence_percentage,
-                                                   unknown_percentage)
+        self.mixes = data_split.partition_mixes(silence_percentage, unknown_percentage, seed,
+                                                evaluation_partitions)
+        keywords, unknowns = data_split.scan(self.data_dirs, self.extra_unknown_dirs, wanted_words,
+                                             validation_percentage, testing_percentage)
+        self.data_index = data_split.compose(keywords, unknowns, self.mixes, evaluation_partitions)
+        per_batch = data_split.check_unknown_draw(unknown_draw) == "per_batch"
+        self.unknown_pool = [path for path, _ in unknowns["training"]] if per_batch else []
         self._load_audio()
         noise_folders = [os.path.join(folder, BACKGROUND_NOISE_DIR_NAME) for folder in self.data_dirs]
         if background_noise_dir:
@@ -245,65 +228,15 @@ class AudioProcessor:
                    getattr(args, "background_frequency", aug.DEFAULT_BACKGROUND_FREQUENCY),
                    getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME),
                    args.seed, Augmentation.from_flags(args), args.extra_unknown_dirs,
-                   args.validation_dir, args.background_noise_dir, args.audio_cache_dir)
-
-    def _prepare_data_index(self, wanted_words: Sequence[str], validation_percentage: float,
-                            testing_percentage: float, silence_percentage: float,
-                            unknown_percentage: float) -> Dict[str, List[Tuple[str, int]]]:
-        """Splits the files into partitions of (path, label index); silence has path ''."""
-        if validation_percentage + testing_percentage >= 100:
-            raise UsageError("--validation_percentage plus --testing_percentage must be below 100")
-        rng = np.random.default_rng(self.seed)
-        wanted_index = {word: i + 2 for i, word in enumerate(wanted_words)}
-        data_index: Dict[str, List[Tuple[str, int]]] = {name: [] for name in PARTITIONS}
-        unknown_index: Dict[str, List[Tuple[str, int]]] = {name: [] for name in PARTITIONS}
-        all_words = set()
-        for folder in self.data_dirs:
-            if not os.path.isdir(folder):
-                raise UsageError(f"--data_dir {folder} is not a folder")
-        for path in [path for folder in self.data_dirs for path in audio_io.word_folder_files(folder)]:
-            word = os.path.basename(os.path.dirname(path)).lower()
-            if word == BACKGROUND_NOISE_DIR_NAME:
-                continue
-            all_words.add(word)
-            partition = which_set(path, validation_percentage, testing_percentage)
-            if word in wanted_index:
-                data_index[partition].append((path, wanted_index[word]))
-            else:
-                unknown_index[partition].append((path, UNKNOWN_WORD_INDEX))
-        if not all_words:
-            found = sorted(entry for folder in self.data_dirs for entry in os.listdir(folder))[:10]
-            raise UsageError(f"no audio files in word folders of --data_dir {self.data_dir} "
-                             f"(expected <data_dir>/<word>/<clip> in {' '.join(AUDIO_EXTENSIONS)}; "
-                             f"found: {', '.join(found) or 'nothing'})")
-        for folder in self.extra_unknown_dirs:
-            for path in audio_io.word_folder_files(folder):
-                word = os.path.basename(os.path.dirname(path)).lower()
-                if word in wanted_index or word.startswith("_"):
-                    continue  # keywords, _silence_, _unknown_, noise: not unknown-word material
-                partition = which_set(path, validation_percentage, testing_percentage)
-                unknown_index[partition].append((path, UNKNOWN_WORD_INDEX))
-        missing = [word for word in wanted_words if word not in all_words]
-        if missing:
-            raise UsageError(f"--wanted_words {', '.join(missing)} not found in --data_dir "
-                             f"{self.data_dir}; it has: {', '.join(sorted(all_words))}")
-        for partition in PARTITIONS:
-            set_size = len(data_index[partition])
-            silence_size = int(math.ceil(set_size * silence_percentage / 100))
-            data_index[partition].extend([("", SILENCE_INDEX)] * silence_size)
-            unknowns = unknown_index[partition]
-            order = rng.permutation(len(unknowns))
-            unknown_size = int(math.ceil(set_size * unknown_percentage / 100))
-            data_index[partition].extend(unknowns[i] for i in order[:unknown_size])
-            data_index[partition] = [data_index[partition][i]
-                                     for i in rng.permutation(len(data_index[partition]))]
-        return data_index
+                   args.validation_dir, args.background_noise_dir, args.audio_cache_dir,
+                   args.evaluation_partitions, args.unknown_draw)
 
     def _load_audio(self) -> None:
         """Reads every clip into memory (int16), dropping unreadable files from the index.
 
         Per partition, `audio` holds each distinct clip once plus one all-zero
-        clip for silence, and `rows` maps every sample to its clip.
+        clip for silence, and `rows` maps every sample to its clip; `unknown_rows`
+        are the training clips that --unknown_draw per_batch draws unknown samples from.
         """
         settings = self.model_settings
         self.audio: Dict[str, np.ndarray] = {}
@@ -311,7 +244,8 @@ class AudioProcessor:
         self.labels: Dict[str, np.ndarray] = {}
         all_errors: List[str] = []
         for partition in PARTITIONS:
-            paths = sorted({path for path, _ in self.data_index[partition] if path})
+            pool = self.unknown_pool if partition == "training" else []
+            paths = sorted({path for path, _ in self.data_index[partition] if path} | set(pool))
             clips, kept, errors = audio_io.load_clips(paths, settings.sample_rate,
                                                    settings.desired_samples, self.audio_cache_dir)
             all_errors.extend(errors)
@@ -323,6 +257,9 @@ class AudioProcessor:
                 [clips, np.zeros((1, settings.desired_samples), dtype=np.int16)])
             self.rows[partition] = np.array([row_of[path] for path, _ in entries], dtype=np.int64)
             self.labels[partition] = np.array([label for _, label in entries], dtype=np.int32)
+            if partition == "training":
+                self.unknown_rows = np.array(sorted(row_of[path] for path in pool if path in row_of),
+                                             dtype=np.int64)
         audio_io.report_unreadable(all_errors)
 
     def set_size(self, partition: str) -> int:
@@ -339,8 +276,9 @@ class AudioProcessor:
             return self._fingerprint_cache["validation_dir"]
         if partition not in self._fingerprint_cache:
             fingerprints = self.fingerprinter(self.audio[partition])[self.rows[partition]]
-            silence, noise = partition_silence(self.labels[partition], partition, self.seed,
-                                           self.background, self.model_settings.desired_samples)
+            silence, noise = partition_silence(self.labels[partition], partition,
+                                               self.mixes[partition].seed, self.background,
+                                               self.model_settings.desired_samples)
             if len(silence):
                 fingerprints[silence] = self.fingerprinter(noise)
             self._fingerprint_cache[partition] = (fingerprints, self.labels[partition])
@@ -356,8 +294,9 @@ class AudioProcessor:
         if partition == "validation" and self.validation_dir:
             return self._validation_clips
         clips = self.audio[partition][self.rows[partition]]
-        silence, noise = partition_silence(self.labels[partition], partition, self.seed,
-                                           self.background, self.model_settings.desired_samples)
+        silence, noise = partition_silence(self.labels[partition], partition,
+                                           self.mixes[partition].seed, self.background,
+                                           self.model_settings.desired_samples)
         clips[silence] = noise
         return clips, self.labels[partition]
 
@@ -365,7 +304,7 @@ class AudioProcessor:
         """--validation_dir's clips and labels: keywords, unknown (capped), noise silence."""
         clips, labels, _ = load_evaluation_folder(folder, self.words_list, self.model_settings,
                                                   others_as_unknown=True, cache_dir=self.audio_cache_dir)
-        rng = np.random.default_rng([self.seed, 3 << 20])
+        rng = np.random.default_rng([self.mixes["validation"].seed, 3 << 20])
         keywords = np.flatnonzero(labels > UNKNOWN_WORD_INDEX)
         unknown = np.flatnonzero(labels == UNKNOWN_WORD_INDEX)
         silence = np.flatnonzero(labels == SILENCE_INDEX)
@@ -404,6 +343,16 @@ class AudioProcessor:
 
     def _training_batches(self, batch_size: int, start_step: int
                           ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        labels = self.labels["training"]
+        for step, clip_rows, batch_labels in self.training_rows(batch_size, start_step):
+            rng = np.random.default_rng([self.seed, 1 << 20, step])
+            yield self.augment(self.audio["training"][clip_rows], batch_labels, rng), batch_labels
+
+    def training_rows(self, batch_size: int, start_step: int = 0
+                      ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+        """(step, rows of audio["training"], labels) of each training batch from start_step on:
+        the samples in a seeded order per epoch, and with --unknown_draw per_batch each unknown
+        sample's clip drawn afresh from unknown_rows by (seed, step)."""
         rows = self.rows["training"]
         labels = self.labels["training"]
         count = len(rows)
@@ -418,9 +367,13 @@ class AudioProcessor:
                     order = np.random.default_rng([self.seed, epoch]).permutation(count)
                 mask = positions // count == epoch_of_batch
                 batch_rows[mask] = order[positions[mask] % count]
-            rng = np.random.default_rng([self.seed, 1 << 20, step])
-            yield self.augment(self.audio["training"][rows[batch_rows]], labels[batch_rows], rng), \
-                labels[batch_rows]
+            clip_rows = rows[batch_rows]
+            unknown = np.flatnonzero(labels[batch_rows] == UNKNOWN_WORD_INDEX)
+            if len(unknown) and len(self.unknown_rows):
+                draw = np.random.default_rng([self.seed, 5 << 20, step])
+                clip_rows[unknown] = self.unknown_rows[draw.integers(0, len(self.unknown_rows),
+                                                                     len(unknown))]
+            yield step, clip_rows, labels[batch_rows]
             step += 1
 
     def training_dataset(self, batch_size: int, start_step: int = 0,

@@ -31,6 +31,7 @@ import numpy as np
 import audio_io
 import augmentation as aug
 import cli
+import data_split
 import features
 import input_data
 import pipeline
@@ -149,6 +150,7 @@ def write_shards(args: argparse.Namespace, settings: ModelSettings) -> dict:
     source = {"data_dir": args.data_dir, "validation_percentage": args.validation_percentage,
               "testing_percentage": args.testing_percentage, "silence_percentage": args.silence_percentage,
               "unknown_percentage": args.unknown_percentage, "seed": args.seed,
+              "evaluation_partitions": args.evaluation_partitions,
               "extra_unknown_dirs": args.extra_unknown_dirs}
     write_manifest(folder, index.words_list, settings, shards, index.background_data, source)
     with open(os.path.join(folder, MANIFEST)) as handle:
@@ -203,6 +205,10 @@ class ShardedData:
                              "validation partition, or train from --data_dir)")
         self.model_settings = settings
         self.seed = args.seed
+        source = manifest["source"]
+        self.mixes = data_split.partition_mixes(
+            source.get("silence_percentage", 10.0), source.get("unknown_percentage", 10.0),
+            args.seed, source.get("evaluation_partitions", "flags"))
         with np.load(os.path.join(folder, NOISE_FILE)) as noises:
             self.background_data = [noises[f"arr_{i}"] for i in range(len(noises.files))]
         self.background, self.transforms, self.spec_augment = aug.training_augmenters(
@@ -241,7 +247,8 @@ class ShardedData:
                 np.zeros((0, self.model_settings.fingerprint_size), np.float32)
             labels = np.concatenate([l for _, l in parts]) if parts else np.zeros(0, np.int32)
             silence, noise = input_data.partition_silence(
-                labels, partition, self.seed, self.background, self.model_settings.desired_samples)
+                labels, partition, self.mixes[partition].seed, self.background,
+                self.model_settings.desired_samples)
             if len(silence):
                 fingerprints[silence] = self.fingerprinter(noise)
             self._fingerprint_cache[partition] = (fingerprints, labels.astype(np.int32))

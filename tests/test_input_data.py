@@ -3,6 +3,7 @@
 Everything runs on small WAV folders generated in tmp_path; only
 test_dev_test_set_loads_completely reads the real clips of ../shared.
 """
+import itertools
 import math
 import os
 import tarfile
@@ -16,6 +17,7 @@ import soundfile
 import audio_io
 import augmentation
 import cli
+import data_split
 import download
 import features
 import input_data
@@ -96,11 +98,14 @@ def test_index_puts_each_file_in_its_partition(data_dir):
 
 # ---------------------------------------------------------------- silence / unknown
 
+@pytest.mark.parametrize("evaluation_partitions", ["fixed", "flags"])
 @pytest.mark.parametrize("silence_percentage, unknown_percentage",
                          [(10, 10), (25, 50), (0, 0), (100, 100)])
-def test_silence_and_unknown_proportions(data_dir, silence_percentage, unknown_percentage):
+def test_silence_and_unknown_proportions(data_dir, silence_percentage, unknown_percentage,
+                                         evaluation_partitions):
     audio = processor(data_dir, silence_percentage=silence_percentage,
-                      unknown_percentage=unknown_percentage)
+                      unknown_percentage=unknown_percentage,
+                      evaluation_partitions=evaluation_partitions)
     on_disk = partition_of_files(data_dir)
     for partition in input_data.PARTITIONS:
         labels = [label for _, label in audio.data_index[partition]]
@@ -108,12 +113,59 @@ def test_silence_and_unknown_proportions(data_dir, silence_percentage, unknown_p
         assert wanted == sum(p == partition and Path(f).parent.name in WANTED
                              for f, p in on_disk.items())
         available = sum(p == partition and Path(f).parent.name in UNKNOWN for f, p in on_disk.items())
-        assert labels.count(input_data.SILENCE_INDEX) == math.ceil(wanted * silence_percentage / 100)
+        silence, unknown = silence_percentage, unknown_percentage
+        if partition != "training" and evaluation_partitions == "fixed":
+            silence, unknown = (data_split.EVALUATION_SILENCE_PERCENTAGE,
+                                data_split.EVALUATION_UNKNOWN_PERCENTAGE)
+        assert labels.count(input_data.SILENCE_INDEX) == math.ceil(wanted * silence / 100)
         assert labels.count(input_data.UNKNOWN_WORD_INDEX) == min(
-            available, math.ceil(wanted * unknown_percentage / 100))
+            available, math.ceil(wanted * unknown / 100))
         assert all(path == "" for path, label in audio.data_index[partition]
                    if label == input_data.SILENCE_INDEX)
         assert audio.set_size(partition) == len(labels)
+
+
+def test_evaluation_partitions_are_the_same_clips_whatever_the_training_flags(data_dir):
+    runs = [processor(data_dir, seed=seed, unknown_percentage=unknown, silence_percentage=silence)
+            for seed, unknown, silence in [(1, 10, 10), (2, 25, 10), (3, 50, 20),
+                                           (input_data.RANDOM_SEED, 10, 10)]]
+    for partition in ("validation", "testing"):
+        first_fingerprints, first_labels = runs[0].fingerprints(partition)
+        for other in runs[1:]:
+            assert other.data_index[partition] == runs[0].data_index[partition]
+            fingerprints, labels = other.fingerprints(partition)
+            np.testing.assert_array_equal(labels, first_labels)
+            np.testing.assert_array_equal(fingerprints, first_fingerprints)
+    assert runs[0].data_index["training"] != runs[1].data_index["training"]
+    arm = [processor(data_dir, seed=seed, evaluation_partitions="flags") for seed in (1, 2)]
+    assert arm[0].data_index["validation"] != arm[1].data_index["validation"]
+
+
+def test_unknown_samples_are_drawn_afresh_from_every_unknown_clip(data_dir):
+    audio = processor(data_dir, unknown_percentage=10)
+    unknown_clips = {tuple(audio.audio["training"][row][:200]) for row in audio.unknown_rows}
+    assert len(audio.unknown_rows) == len({path for path, label in audio.data_index["training"]} |
+                                          set(audio.unknown_pool)) - len(
+        {path for path, label in audio.data_index["training"] if label != input_data.UNKNOWN_WORD_INDEX})
+    seen = set()
+    for _, rows, labels in itertools.islice(audio.training_rows(8), 200):
+        seen.update(int(row) for row in rows[labels == input_data.UNKNOWN_WORD_INDEX])
+    assert seen == set(int(row) for row in audio.unknown_rows)  # every unknown clip, not a subset
+    assert len(seen) > sum(label == input_data.UNKNOWN_WORD_INDEX
+                           for _, label in audio.data_index["training"])
+    assert len(unknown_clips) > 1
+    once = processor(data_dir, unknown_percentage=10, unknown_draw="once")
+    seen_once = set()
+    for _, rows, labels in itertools.islice(once.training_rows(8), 200):
+        seen_once.update(int(row) for row in rows[labels == input_data.UNKNOWN_WORD_INDEX])
+    assert seen_once == {int(row) for row, label in zip(once.rows["training"], once.labels["training"])
+                         if label == input_data.UNKNOWN_WORD_INDEX}
+
+
+def test_unknown_draw_is_a_function_of_seed_and_step(data_dir):
+    first, again = processor(data_dir, seed=4), processor(data_dir, seed=4)
+    resumed = next(first.training_rows(8, start_step=37))
+    np.testing.assert_array_equal(resumed[1], next(itertools.islice(again.training_rows(8), 37, None))[1])
 
 
 def test_index_is_deterministic_per_seed(data_dir):
@@ -230,7 +282,7 @@ def test_no_augmentation_gives_clean_clips_and_noisy_silence(data_dir):
     silence = labels == input_data.SILENCE_INDEX
     assert silence.any() and (~silence).any()
     clean = {path: audio_io.read_wav(path, SAMPLE_RATE, SAMPLE_RATE)
-             for path, _ in audio.data_index["training"] if path}
+             for path in [path for path, _ in audio.data_index["training"] if path] + audio.unknown_pool}
     # Which clip each row is: find it among the clean clips.
     clean_rows = {clip.tobytes(): clip for clip in clean.values()}
     for row in np.flatnonzero(~silence):
@@ -432,7 +484,7 @@ def test_unreadable_files_are_reported_and_skipped(tmp_path, capsys):
     paths = {path for path, _ in audio.data_index["training"]}
     assert str(empty) not in paths and str(garbage) not in paths and str(stereo) in paths
     assert len(audio.rows["training"]) == len(audio.data_index["training"])
-    assert len(audio.audio["training"]) == len({p for p in paths if p}) + 1
+    assert len(audio.audio["training"]) == len({p for p in paths if p} | set(audio.unknown_pool)) + 1
     assert audio.fingerprints("training")[0].shape[0] == audio.set_size("training")
 
 
