@@ -134,9 +134,8 @@ class Trainer:
 
     def restore(self) -> None:
         """Continues a run from --train_dir/last, or starts from --start_checkpoint."""
-        latest = tf.train.latest_checkpoint(self.last_dir)
+        latest = checkpoints.restore_training_state(self.state, self.args.train_dir, self.say)
         if latest:
-            self.state.restore(latest).assert_existing_objects_matched()
             self.say(f"Resuming from {latest} at step {int(self.step.numpy())}")
             if self.args.start_checkpoint:
                 self.say("(--start_checkpoint ignored: the run in --train_dir continues)")
