@@ -26,6 +26,7 @@ from features import ModelSettings
 DEFAULT_TIME_SHIFT_MS = 100.0
 DEFAULT_BACKGROUND_FREQUENCY = 0.8
 DEFAULT_BACKGROUND_VOLUME = 0.1
+AUGMENTATION_DOMAINS = ("auto", "spectrum", "audio")
 
 def add_augmentation_flags(parser: argparse.ArgumentParser, fingerprint_masks: bool = True) -> None:
     """Flags of the training augmentation: the audio transforms (train.py, optimize.py, and
@@ -65,6 +66,13 @@ def add_augmentation_flags(parser: argparse.ArgumentParser, fingerprint_masks: b
                            help="SpecAugment: how many coefficient masks on each training fingerprint.")
         masks.add_argument("--frequency_mask_max", type=int, default=0,
                            help="SpecAugment: widest coefficient mask, in MFCC coefficients.")
+        parser.add_argument("--augmentation_domain", choices=AUGMENTATION_DOMAINS, default="auto",
+                            help="Where training batches are mixed: spectrum (each clip's and noise "
+                                 "recording's short-time spectra computed once, then shifted in whole "
+                                 "hops, scaled and summed per batch: no FFT per step), audio (every "
+                                 "batch framed and transformed again), or auto (spectrum unless "
+                                 "--resample, --reverb_probability, --eq_db or --background_snr_db "
+                                 "is on, or the spectra would not fit in half the free memory).")
 
 
 def snr_range(text: str) -> Tuple[float, float]:
@@ -90,6 +98,7 @@ class Augmentation:
     time_mask_max: int = 0  # frames
     frequency_masks: int = 0
     frequency_mask_max: int = 0  # coefficients
+    augmentation_domain: str = "auto"  # where training batches are mixed (AUGMENTATION_DOMAINS)
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace) -> "Augmentation":
@@ -98,6 +107,12 @@ class Augmentation:
                 raise UsageError(f"--{name} must be 0 or more, got {getattr(args, name)}")
         return cls(**{field.name: getattr(args, field.name, field.default)
                       for field in dataclasses.fields(cls)})
+
+    def audio_only(self) -> List[str]:
+        """The flags that are on and change the audio in ways that are not a sum of spectra."""
+        flags = {"--resample": self.resample > 0, "--reverb_probability": self.reverb_probability > 0,
+                 "--eq_db": self.eq_db > 0, "--background_snr_db": self.background_snr_db is not None}
+        return [flag for flag, on in flags.items() if on]
 
     @property
     def masks(self) -> bool:

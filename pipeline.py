@@ -50,6 +50,15 @@ def from_generator(batches: Batches, batch_size: int, settings: ModelSettings,
         batch_size, settings, True))
 
 
+def from_fingerprint_generator(batches: Batches, batch_size: int, settings: ModelSettings
+                               ) -> tf.data.Dataset:
+    """(fingerprints, labels) from a generator of batches of training fingerprints."""
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec([batch_size, settings.fingerprint_size], tf.float32),
+        tf.TensorSpec([batch_size], tf.int32)))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def fingerprints_of(x: Union[tf.Tensor, dict], settings: ModelSettings) -> tf.Tensor:
     """The fingerprints [batch, fingerprint_size] of a model input x: x itself when the
     pipeline computed them, else graph_fingerprints of x["audio"] times x["masks"]."""

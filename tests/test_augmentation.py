@@ -148,7 +148,8 @@ def test_fingerprint_masks(data_dir):
 
 def test_training_dataset_applies_the_masks(data_dir):
     audio = processor(data_dir, seed=3,
-                      augmentation=augmentation.Augmentation(time_masks=1, time_mask_max=10))
+                      augmentation=augmentation.Augmentation(time_masks=1, time_mask_max=10,
+                                                             augmentation_domain="audio"))
     fingerprints, labels = next(audio.training_dataset(8, start_step=2).as_numpy_iterator())
     clips, expected_labels = next(audio.training_batches(8, start_step=2))
     np.testing.assert_array_equal(labels, expected_labels)

@@ -327,7 +327,7 @@ def test_training_batches_are_deterministic_and_resumable(data_dir):
 
 
 def test_training_dataset_shapes_and_values(data_dir):
-    audio = processor(data_dir, seed=3)
+    audio = processor(data_dir, seed=3, augmentation=augmentation.Augmentation(augmentation_domain="audio"))
     dataset = audio.training_dataset(16)
     batches = list(dataset.take(2).as_numpy_iterator())
     assert len(batches) == 2

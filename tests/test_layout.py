@@ -21,7 +21,8 @@ DATA_FLAGS = {"--data_url", "--data_dir", "--background_noise_dir", "--audio_cac
 AUDIO_AUGMENTATION_FLAGS = {"--time_shift_ms", "--background_frequency", "--background_volume",
                             "--background_snr_db", "--resample", "--reverb_probability", "--eq_db",
                             "--gain_db"}
-MASK_FLAGS = {"--time_masks", "--time_mask_max", "--frequency_masks", "--frequency_mask_max"}
+MASK_FLAGS = {"--time_masks", "--time_mask_max", "--frequency_masks", "--frequency_mask_max",
+              "--augmentation_domain"}
 FEATURE_FLAGS = {"--sample_rate", "--clip_duration_ms", "--window_size_ms", "--window_stride_ms",
                  "--dct_coefficient_count"}
 MODEL_FLAGS = {"--model_architecture", "--model_size_info"}
