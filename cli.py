@@ -131,11 +131,30 @@ def comma_list(item_type: Callable[[str], object]) -> Callable[[str], list]:
     return parse
 
 
+_NOT_GIVEN = object()
+
+
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are a single line (no usage dump)."""
+    """ArgumentParser whose errors are a single line (no usage dump), and which records the
+    flags given on the command line (given_flags)."""
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        probe = argparse.Namespace(**{action.dest: _NOT_GIVEN for action in self._actions
+                                      if action.dest != argparse.SUPPRESS})
+        super().parse_known_args(args, probe)  # a flag not given keeps the marker
+        parsed._given_flags = frozenset(dest for dest, value in vars(probe).items()
+                                        if value is not _NOT_GIVEN)
+        return parsed, extras
+
+
+def given_flags(args: argparse.Namespace) -> frozenset:
+    """The dests of the flags given on the command line (empty for a Namespace that no
+    parser of make_parser made)."""
+    return getattr(args, "_given_flags", frozenset())
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:

@@ -38,8 +38,8 @@ on the dev folder of Speech Commands' test set; see BENCHMARKS.md):
 Afterwards the new model runs on the test partition (or --test_dir) next to
 the float Keras model, and a deployment report (size, gzip size, parameters,
 multiply-accumulates, peak activation memory, ops) is printed; --report_json
-saves it, --c_array also writes the model as a C source/header pair for
-TensorFlow Lite Micro.
+saves it, --c_array also writes the model as a C source/header pair for TFLite
+Micro. Every .tflite carries its labels and settings as metadata (model_metadata.py).
 """
 import argparse
 import os
@@ -54,6 +54,7 @@ import cli
 import evaluation
 import features
 import input_data
+import model_metadata
 import models
 import quantization
 import raw_audio
@@ -96,6 +97,9 @@ def main(args: argparse.Namespace) -> None:
         check_inputs = features.Fingerprinter(model_settings)(clips) if mode.calibrated else \
             np.zeros((2, model_settings.fingerprint_size), np.float32)
         content = quantization.convert_model(model, mode, check_inputs, args.input_clip_percentile)
+    labels = input_data.words_list_from_flags(args)
+    content = model_metadata.add_metadata(content, model_metadata.describe(
+        model_settings, labels, args.include_features, stream))
     tflite = quantization.check_runs(content, check_inputs, mode, bool(args.include_features))
     cli.write_atomically(output_file, content)
     print(f"Wrote {output_file} ({len(content):,} bytes) in {time.perf_counter() - start:.1f} s")
@@ -113,8 +117,7 @@ def main(args: argparse.Namespace) -> None:
                "input_clip_percentile": args.input_clip_percentile if source else None,
                "report": report, "keras": models.model_figures(model),
                "accuracy": evaluation.compare_accuracy(
-                   args, data, model, tflite, os.path.basename(output_file),
-                   input_data.words_list_from_flags(args))}
+                   args, data, model, tflite, os.path.basename(output_file), labels)}
     if args.report_json:
         evaluation.write_json(args.report_json, figures)
 

@@ -14,8 +14,10 @@ device runs it (test_streaming_accuracy.py's detection flags), and each
 detection is printed as one line `time_ms label score` (the start of the window
 that detected it; _silence_ and _unknown_ are never detections). Labels come
 from --labels (a file, one label per line, like Arm's labels.txt) or else from
---wanted_words. A raw-audio .tflite (convert.py --include_features) is fed the
-audio itself.
+--wanted_words. A .tflite that convert.py wrote carries its labels, fingerprint
+settings (and a wake-word model its threshold) as metadata, which replace those
+flags (model_metadata.py). A raw-audio .tflite (convert.py --include_features)
+is fed the audio itself.
 """
 import argparse
 from typing import List, Sequence
@@ -26,6 +28,7 @@ import audio_io
 import cli
 import features
 import input_data
+import model_metadata
 import recording
 import scoring
 import streaming
@@ -50,6 +53,7 @@ def detection_lines(audio: np.ndarray, model_settings: features.ModelSettings,
 
 
 def main(args: argparse.Namespace) -> None:
+    args = model_metadata.flags_with_metadata(args)
     paths = list(args.wav or []) + list(args.files or [])
     if not paths:
         raise UsageError("no audio files: give them as arguments or with --wav")

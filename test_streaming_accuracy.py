@@ -13,8 +13,10 @@ ground truth (`label,time_ms` lines, e.g. from generate_streaming_test_wav.py)
 within --time_tolerance_ms. Prints the hit rate, the wrong-label rate, false alarms
 per hour and the mean latency (from the start of the keyword's clip to the end of
 the window that detected it); --sweep_thresholds adds false alarms per hour against
-miss rate over thresholds. A streaming .tflite (convert.py --streaming) runs natively: one
-call per its own stride over the whole recording, its states kept.
+miss rate over thresholds. A streaming .tflite (convert.py
+--streaming) runs natively: one call per its own stride over the whole recording, its states
+kept. A .tflite that convert.py wrote carries its labels and fingerprint settings
+(model_metadata.py): those flags are not needed.
 """
 import argparse
 import time
@@ -22,6 +24,7 @@ import time
 import cli
 import evaluation
 import input_data
+import model_metadata
 import recording
 import scoring
 import streaming
@@ -30,6 +33,7 @@ FALSE_ALARMS_PER_HOUR = 1.0  # the operating point read off the sweep
 
 
 def main(args: argparse.Namespace) -> None:
+    args = model_metadata.flags_with_metadata(args)
     labels = scoring.labels_from_flags(args)
     model_settings = input_data.model_settings_from_flags(args)
     scorer = scoring.scorer_from_flags(args, model_settings, labels)

@@ -5,10 +5,13 @@
 Any keyword-spotting .tflite whose input is the MFCC fingerprint and whose
 output is one score per label: ours or Arm's, float or quantized input and
 output (the scale and zero point are read from the model), batch 1 or any
-batch. The fingerprint comes from the fingerprint flags (e.g. Arm's models
-need --window_size_ms 40 --window_stride_ms 20 --dct_coefficient_count 10,
-DNNs --window_stride_ms 40); when the model's input size contradicts them,
-the error says which settings would fit. A raw-audio model (convert.py
+batch. A .tflite that convert.py wrote carries its labels and fingerprint
+settings (model_metadata.py): no flag is needed, and one given that disagrees
+is a warning (--force_flags to use it). Otherwise the fingerprint comes from
+the fingerprint flags (e.g. Arm's models need --window_size_ms 40
+--window_stride_ms 20 --dct_coefficient_count 10, DNNs --window_stride_ms 40);
+when the model's input size contradicts them, the error says which settings
+would fit. A raw-audio model (convert.py
 --include_features), recognised by its input of one clip of audio, is fed the
 clips themselves. Evaluates on the --test_dir folder, or on the validation and
 test partitions of --data_dir.
@@ -24,10 +27,12 @@ import cli
 import evaluation
 import features
 import input_data
+import model_metadata
 import tflite_model
 
 
 def main(args: argparse.Namespace) -> None:
+    args = model_metadata.flags_with_metadata(args)
     model_settings = input_data.model_settings_from_flags(args)
     words_list = input_data.words_list_from_flags(args)
     model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,

@@ -279,3 +279,6 @@ def add_tflite_flags(parser: argparse.ArgumentParser, required: bool = True) -> 
                              "reference kernels (what TFLM computes, much faster), or TensorFlow "
                              "Lite for Microcontrollers' own (the tflite-micro package: reference "
                              "kernels, batch 1, what a Cortex-M runs).")
+    parser.add_argument("--force_flags", action="store_true",
+                        help="Use the labels and fingerprint flags given even where the .tflite's "
+                             "metadata (convert.py writes it) says otherwise.")

@@ -22,7 +22,8 @@ with ai-edge-litert), so it works for any .tflite file, ours or Arm's:
   planner would make (largest tensor first, each at the lowest offset that does
   not overlap a tensor alive at the same time). Kernel scratch buffers and
   TFLM's own bookkeeping come on top;
-- the ops, with how many times each occurs.
+- the ops, with how many times each occurs;
+- the labels and settings the file carries as metadata (model_metadata.py), if any.
 """
 import collections
 import dataclasses
@@ -36,6 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import cli
+import model_metadata
 
 try:
     from ai_edge_litert import schema_py_generated as schema
@@ -282,7 +284,17 @@ def analyze(content: bytes) -> dict:
         "ops": dict(sorted(op_counts.items(), key=lambda item: (-item[1], item[0]))),
         "input": [_describe(tensors[index]) for index in inputs],
         "output": [_describe(tensors[index]) for index in outputs],
+        **_metadata(content),
     }
+
+
+def _metadata(content: bytes) -> dict:
+    """{"metadata": what the file carries}, {} without it, {"metadata_error": ...} when unreadable."""
+    try:
+        payload = model_metadata.read_metadata(content)
+    except ValueError as error:
+        return {"metadata_error": str(error)}
+    return {} if payload is None else {"metadata": payload}
 
 
 def _describe(tensor: Tensor) -> dict:
@@ -313,6 +325,10 @@ def format_report(report: dict, title: Optional[str] = None) -> str:
                      f"activations + {persistent:,} kernel data and TFLM's structures")
     elif "tflm_error" in report:
         lines.append(f"  TFLM                   cannot run it: {report['tflm_error']}")
+    if "metadata" in report or "metadata_error" in report:
+        lines.append("  metadata               " + (model_metadata.summary(report["metadata"])
+                                                     if "metadata" in report
+                                                     else report["metadata_error"]))
     lines += [f"  ops ({report['op_count']})" + "".join(
                  f"\n    {name:<32}{count:>5}" for name, count in report["ops"].items())]
     return "\n".join(lines)

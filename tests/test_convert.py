@@ -16,6 +16,7 @@ import checkpoints
 import cli
 import convert
 import features
+import model_metadata
 import models
 import quantization
 import tflite_report
@@ -367,12 +368,16 @@ def test_convert_then_test_tflite_as_a_user_would(trained, tmp_path):
     assert report["report"]["file_bytes"] == os.path.getsize(output)
     assert report["report"]["input"][0]["type"] == "int8"
     assert os.path.exists(output[:-len(".tflite")] + ".cc")
+    metadata = report["report"]["metadata"]  # the file carries its labels and settings
+    assert metadata["labels"] == ["_silence_", "_unknown_", "yes", "no"]
+    assert metadata["input"] == {"kind": "fingerprint", "streaming": False, "frames_per_call": 49,
+                                 "features_per_frame": 10}
+    assert metadata["model_settings"]["window_size_ms"] == 40
 
     figures_path = str(tmp_path / "figures.json")
-    run = subprocess.run(
+    run = subprocess.run(  # no --wanted_words, no fingerprint flags: the file has them
         [sys.executable, os.path.join(ROOT, "test_tflite.py"), "--tflite_path", output,
-         "--test_dir", trained["test_dir"], "--wanted_words", "yes,no", "--data_url", "",
-         "--output_json", figures_path] + TINY_FEATURE_FLAGS,
+         "--test_dir", trained["test_dir"], "--data_url", "", "--output_json", figures_path],
         capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     assert run.returncode == 0, run.stderr
     figures = json.load(open(figures_path))[trained["test_dir"]]
@@ -390,6 +395,9 @@ def test_default_file_names(trained, tmp_path, monkeypatch):
                                           "--representative_samples", "10"]))
     assert sorted(os.listdir(tmp_path)) == ["dnn.tflite", "dnn_float16.tflite",
                                             "dnn_quantized.tflite"]
+    for name in os.listdir(tmp_path):  # every mode's file carries its settings
+        metadata = model_metadata.read_metadata((tmp_path / name).read_bytes())
+        assert metadata["labels"][2:] == ["yes", "no"], name
     assert quantization.default_output_file("ds_cnn", INT16X8) == \
         "ds_cnn_quantized_int16x8.tflite"
     dynamic_range = quantization.MODES[(quantization.DYNAMIC_RANGE, "float32")]

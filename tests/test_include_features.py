@@ -217,21 +217,21 @@ def test_convert_test_tflite_and_label_wav_as_a_user_would(trained, tmp_path):
     assert report["include_features"] == "int16"
     assert report["report"]["input"][0]["shape"] == [1, 16000]
     assert report["accuracy"]["count"] == 12
+    assert report["report"]["metadata"]["input"] == {
+        "kind": "audio", "dtype": "int16", "streaming": False, "samples_per_call": 16000}
 
     figures_path = str(tmp_path / "figures.json")
     run = run_script("test_tflite.py", ["--tflite_path", output, "--test_dir", trained["test_dir"],
-                                        "--wanted_words", WORDS, "--data_url", "",
-                                        "--output_json", figures_path] + TINY_FEATURE_FLAGS,
-                     tmp_path)
+                                        "--data_url", "", "--output_json", figures_path],
+                     tmp_path)  # the labels and fingerprint flags come from the file
     assert run.returncode == 0, run.stderr
     assert "raw audio" in run.stdout
     figures = json.load(open(figures_path))[trained["test_dir"]]
     assert figures["accuracy"] == pytest.approx(report["accuracy"]["tflite"])
 
     clip = sorted(os.listdir(os.path.join(trained["test_dir"], "yes")))[0]
-    run = run_script("label_wav.py", ["--tflite_path", output, "--wanted_words", WORDS,
-                                      os.path.join(trained["test_dir"], "yes", clip)]
-                     + TINY_FEATURE_FLAGS, tmp_path)
+    run = run_script("label_wav.py", ["--tflite_path", output,
+                                      os.path.join(trained["test_dir"], "yes", clip)], tmp_path)
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.strip().splitlines()) == 3 and "score =" in run.stdout
 

@@ -38,7 +38,7 @@ OPTIMIZATION_FLAGS = {"--technique", "--number_of_clusters", "--cluster_centroid
 DETECTION_FLAGS = {"--clip_stride_ms", "--average_window_ms", "--detection_threshold",
                    "--suppression_ms"}
 SCORER_FLAGS = {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS | \
-    {"--checkpoint", "--tflite_path", "--batch_size", "--runtime", "--labels"}
+    {"--checkpoint", "--tflite_path", "--batch_size", "--runtime", "--labels", "--force_flags"}
 EXPECTED_FLAGS = {
     "train.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | DEVICE_FLAGS | {"--shards_dir"},
@@ -48,7 +48,7 @@ EXPECTED_FLAGS = {
     "test.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS |
     {"--checkpoint", "--output_json"},
     "test_tflite.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS |
-    {"--tflite_path", "--batch_size", "--runtime", "--output_json"},
+    {"--tflite_path", "--batch_size", "--runtime", "--force_flags", "--output_json"},
     "convert.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MODEL_FLAGS | CALIBRATION_FLAGS | CONVERSION_FLAGS | {"--checkpoint", "--streaming",
                                                           "--include_features"},

@@ -13,6 +13,7 @@ import checkpoints
 import cli
 import convert
 import features
+import model_metadata
 import models
 import quantization
 import stream_model
@@ -209,14 +210,16 @@ def test_convert_streaming_then_detect_on_a_recording(svdf_checkpoint, tmp_path)
     assert run.returncode == 0, run.stderr
     output = tmp_path / "svdf_streaming_quantized.tflite"
     assert output.exists() and "Deployment report of" in run.stdout
+    assert model_metadata.read_metadata(output.read_bytes())["input"] == {
+        "kind": "fingerprint", "streaming": True, "frames_per_call": 1, "features_per_frame": 10}
     audio = np.random.default_rng(0).integers(-3000, 3000, 16000 * 4).astype(np.int16)
     wav = write_wav(tmp_path / "stream.wav", audio)
     truth = tmp_path / "truth.txt"
     truth.write_text("yes,1000\n")
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "test_streaming_accuracy.py"), "--wav", str(wav),
-         "--ground_truth", str(truth), "--tflite_path", str(output), "--wanted_words", "yes,no"]
-        + TINY_FEATURE_FLAGS, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+         "--ground_truth", str(truth), "--tflite_path", str(output)],  # the rest from the file
+        capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Scored 151 windows of 4.0 s" in run.stdout and "every 20 ms" in run.stdout
 
