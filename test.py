@@ -4,9 +4,11 @@
 
 On the validation and test partitions of --data_dir, or, with --test_dir, on
 an evaluation folder (one folder per label). Works with our checkpoints and
-with Arm's published ones, given the flags they were trained with.
+with Arm's published ones, given the flags they were trained with. --plot_dir
+draws each confusion matrix as a PNG.
 """
 import argparse
+import os
 
 import checkpoints
 import cli
@@ -14,13 +16,15 @@ import evaluation
 import features
 import input_data
 import models
+import plots
 
 
 def main(args: argparse.Namespace) -> None:
     model_settings = input_data.model_settings_from_flags(args)
     words_list = input_data.words_list_from_flags(args)
     model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
-    print(f"Loaded {checkpoints.load_weights(model, args.checkpoint)}")
+    prefix = checkpoints.load_weights(model, args.checkpoint)
+    print(f"Loaded {prefix}")
     data = input_data.DataSource(args, model_settings)
     sets = evaluation.test_sets(args, data)
     figures = {name: evaluation.report(name, evaluation.evaluate(model, fingerprints, labels,
@@ -28,6 +32,7 @@ def main(args: argparse.Namespace) -> None:
                for name, (fingerprints, labels) in sets.items()}
     if args.output_json:
         evaluation.write_json(args.output_json, figures)
+    plots.confusion_matrices(args.plot_dir, figures, os.path.basename(prefix))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_model_flags(parser)
     checkpoints.add_checkpoint_flag(parser, "Checkpoint to evaluate")
     evaluation.add_evaluation_flags(parser)
+    plots.add_plot_flag(parser, "the confusion matrix of each set")
     return parser
 
 

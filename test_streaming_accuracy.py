@@ -13,7 +13,7 @@ ground truth (`label,time_ms` lines, e.g. from generate_streaming_test_wav.py)
 within --time_tolerance_ms. Prints the hit rate, the wrong-label rate, false alarms
 per hour and the mean latency (from the start of the keyword's clip to the end of
 the window that detected it); --sweep_thresholds adds false alarms per hour against
-miss rate over thresholds. A streaming .tflite (convert.py
+miss rate over thresholds, and --plot_dir draws that curve. A streaming .tflite (convert.py
 --streaming) runs natively: one call per its own stride over the whole recording, its states
 kept. A .tflite that convert.py wrote carries its labels and fingerprint settings
 (model_metadata.py): those flags are not needed.
@@ -25,6 +25,7 @@ import cli
 import evaluation
 import input_data
 import model_metadata
+import plots
 import recording
 import scoring
 import streaming
@@ -34,6 +35,8 @@ FALSE_ALARMS_PER_HOUR = 1.0  # the operating point read off the sweep
 
 def main(args: argparse.Namespace) -> None:
     args = model_metadata.flags_with_metadata(args)
+    if args.plot_dir and not args.sweep_thresholds:
+        raise cli.UsageError("--plot_dir draws the detection curve of --sweep_thresholds: add it")
     labels = scoring.labels_from_flags(args)
     model_settings = input_data.model_settings_from_flags(args)
     scorer = scoring.scorer_from_flags(args, model_settings, labels)
@@ -62,6 +65,7 @@ def main(args: argparse.Namespace) -> None:
               + (f"{point['threshold']:g}: {streaming.format_figures(point)}" if point
                  else "none of the sweep's"))
         figures.update(sweep=rows, at_1_false_alarm_per_hour=point)
+        plots.detection_curve(args.plot_dir, rows, point, args.wav)
     if args.output_json:
         evaluation.write_json(args.output_json, figures)
 
@@ -74,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_scorer_flags(parser)
     streaming.add_detection_flags(parser)
     streaming.add_accuracy_flags(parser)
+    plots.add_plot_flag(parser, "the detection curve of --sweep_thresholds (miss rate against "
+                        "false alarms per hour, the operating point marked)")
     return parser
 
 

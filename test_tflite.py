@@ -14,13 +14,14 @@ when the model's input size contradicts them, the error says which settings
 would fit. A raw-audio model (convert.py
 --include_features), recognised by its input of one clip of audio, is fed the
 clips themselves. Evaluates on the --test_dir folder, or on the validation and
-test partitions of --data_dir.
+test partitions of --data_dir; --plot_dir draws each confusion matrix as a PNG.
 
 One interpreter serves the whole run: the fingerprints are computed in
 batches once, and the model runs on batches of them when its input can be
 resized (checked against batch 1 on the first clips), one clip at a time otherwise.
 """
 import argparse
+import os
 import time
 
 import cli
@@ -28,6 +29,7 @@ import evaluation
 import features
 import input_data
 import model_metadata
+import plots
 import tflite_model
 
 
@@ -53,6 +55,7 @@ def main(args: argparse.Namespace) -> None:
         print(f"({len(labels)} clips in {elapsed:.2f} s, {mode})")
     if args.output_json:
         evaluation.write_json(args.output_json, figures)
+    plots.confusion_matrices(args.plot_dir, figures, os.path.basename(args.tflite_path))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_feature_flags(parser)
     tflite_model.add_tflite_flags(parser)
     evaluation.add_evaluation_flags(parser)
+    plots.add_plot_flag(parser, "the confusion matrix of each set")
     return parser
 
 

@@ -14,7 +14,8 @@ model is tested on the testing partition and on --test_dir when given.
 --distribution_strategy mirrored|multi_worker trains on several devices or
 machines (tf.distribute; the chief writes), --shards_dir streams a data set
 that prepare_data.py wrote as TFRecord shards instead of holding it in memory,
---mixed_precision bfloat16 computes the step in bfloat16.
+--mixed_precision bfloat16 computes the step in bfloat16. --plot_dir draws the
+accuracy and cross entropy against steps at the end (TensorBoard's summaries stay).
 """
 import argparse
 
@@ -25,6 +26,7 @@ import evaluation
 import features
 import input_data
 import models
+import plots
 import records
 import training
 
@@ -60,6 +62,7 @@ def main(args: argparse.Namespace) -> None:
         label = "test" if name == "testing" else f"--test_dir {name}"
         print(f"Final {label} accuracy = {result.accuracy:.4f} (N={result.count}) of {best}")
         print(evaluation.format_confusion_matrix(result.confusion_matrix, processor.words_list))
+    plots.training_curves(args.plot_dir, trainer.history, args.model_architecture)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_model_flags(parser)
     training.add_training_flags(parser)
     distribute.add_distribution_flags(parser)
+    plots.add_plot_flag(parser, "accuracy and cross entropy against steps at the end of the run")
     return parser
 
 

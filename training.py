@@ -127,6 +127,7 @@ class Trainer:
         self.state = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step,
                                          best_accuracy=self.best_accuracy)
         self.last_dir = os.path.join(args.train_dir, "last")
+        self.history = {"train": [], "validation": []}  # this process's steps, for plots
         self.writers = None
         if args.summaries_dir and self.chief:
             self.writers = {name: tf.summary.create_file_writer(os.path.join(args.summaries_dir, name))
@@ -194,6 +195,7 @@ class Trainer:
         accuracy = evaluation.evaluate(self.model, fingerprints, labels,
                                        len(self.processor.words_list)).accuracy
         self.say(f"Step {step}: validation accuracy {accuracy:.4f} (N={len(labels)})")
+        self.history["validation"].append((step, accuracy))
         if self.writers:
             with self.writers["validation"].as_default():
                 tf.summary.scalar("accuracy", accuracy, step=step)
@@ -240,6 +242,7 @@ class Trainer:
                 rate = float(self.schedule(step - 1))
                 self.say(f"Step {step}/{self.total_steps}: rate {rate:g}, accuracy {np.mean(accuracies):.4f}, "
                       f"cross entropy {np.mean(losses):.4f} ({elapsed:.1f} ms/step)")
+                self.history["train"].append((step, float(np.mean(accuracies)), float(np.mean(losses))))
                 if self.writers:
                     with self.writers["train"].as_default():
                         tf.summary.scalar("cross_entropy", np.mean(losses), step=step)

@@ -41,14 +41,14 @@ SCORER_FLAGS = {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS | \
     {"--checkpoint", "--tflite_path", "--batch_size", "--runtime", "--labels", "--force_flags"}
 EXPECTED_FLAGS = {
     "train.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
-    MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | DEVICE_FLAGS | {"--shards_dir"},
+    MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | DEVICE_FLAGS | {"--shards_dir", "--plot_dir"},
     "prepare_data.py": DATA_FLAGS - {"--test_dir", "--validation_dir", "--audio_cache_dir"} |
     {"--wanted_words"} | FEATURE_FLAGS |
     {"--shards_dir", "--clips_per_shard"},
     "test.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS |
-    {"--checkpoint", "--output_json"},
+    {"--checkpoint", "--output_json", "--plot_dir"},
     "test_tflite.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS |
-    {"--tflite_path", "--batch_size", "--runtime", "--force_flags", "--output_json"},
+    {"--tflite_path", "--batch_size", "--runtime", "--force_flags", "--output_json", "--plot_dir"},
     "convert.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
     MODEL_FLAGS | CALIBRATION_FLAGS | CONVERSION_FLAGS | {"--checkpoint", "--streaming",
                                                           "--include_features"},
@@ -64,7 +64,8 @@ EXPECTED_FLAGS = {
                                        "--word_gain_db", "--seed", "--output_wav",
                                        "--output_ground_truth"},
     "test_streaming_accuracy.py": SCORER_FLAGS | DETECTION_FLAGS |
-    {"--wav", "--ground_truth", "--time_tolerance_ms", "--sweep_thresholds", "--output_json"},
+    {"--wav", "--ground_truth", "--time_tolerance_ms", "--sweep_thresholds", "--output_json",
+     "--plot_dir"},
 }
 
 

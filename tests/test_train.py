@@ -154,10 +154,14 @@ def test_test_py_reports_partitions_and_rejects_a_mismatched_checkpoint(speech_c
     flags = [*TINY_DS_CNN, *data_flags(speech_commands_dir)]
     assert run_script("train.py", *flags, "--train_dir", tmp_path / "train", "--summaries_dir", "",
                       "--how_many_training_steps", "10", "--learning_rate", "0.001",
-                      "--batch_size", "8").returncode == 0
+                      "--batch_size", "8", "--plot_dir", tmp_path / "plots").returncode == 0
     best = tmp_path / "train" / "best"
-    result = run_script("test.py", *flags, "--checkpoint", best, "--output_json", tmp_path / "r.json")
+    result = run_script("test.py", *flags, "--checkpoint", best, "--output_json", tmp_path / "r.json",
+                        "--plot_dir", tmp_path / "plots")
     assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
+        "confusion_matrix_testing.png", "confusion_matrix_validation.png",
+        "training_curves_ds_cnn.png"]
     figures = json.loads((tmp_path / "r.json").read_text())
     assert set(figures) == {"validation", "testing"}
     for name in figures:
