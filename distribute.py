@@ -17,10 +17,11 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cli
 from cli import UsageError
+from features import ModelSettings
 
 tf = cli.import_tensorflow()
 
@@ -141,18 +142,21 @@ def fingerprints_on_device(args: argparse.Namespace) -> bool:
 
 
 def training_batches(strategy: tf.distribute.Strategy, data, batch_size: int, start_step: int,
-                     on_device: bool) -> tf.distribute.DistributedDataset:
+                     on_device: bool, teachers: Sequence[ModelSettings] = ()
+                     ) -> tf.distribute.DistributedDataset:
     """The training batches of data spread over the replicas, from start_step on.
 
     Sharded data (records.ShardedData) is read by each worker from its own shards, in batches
     of one replica's share; clips in memory (input_data.AudioProcessor) make the global batch
     of each step on every worker, which keeps its replicas' part of it (auto-shard by DATA).
+    With teachers (their fingerprint settings), x carries their fingerprints too
+    (pipeline.teacher_fingerprints).
     """
     check_batch_size(strategy, batch_size)
     if hasattr(data, "worker_dataset"):
         return strategy.distribute_datasets_from_function(
-            lambda context: data.worker_dataset(context, batch_size, start_step, on_device))
-    dataset = data.training_dataset(batch_size, start_step, on_device)
+            lambda context: data.worker_dataset(context, batch_size, start_step, on_device, teachers))
+    dataset = data.training_dataset(batch_size, start_step, on_device, teachers)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))

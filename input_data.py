@@ -209,7 +209,7 @@ class AudioProcessor:
             self.augmentation, self.background_data, background_frequency, background_volume,
             time_shift_ms, model_settings, seed)
         self.time_shift_samples = int(time_shift_ms * model_settings.sample_rate / 1000)
-        self._mixer: Optional[spectral_mix.SpectralMixer] = None
+        self._mixers: Dict[tuple, Optional[spectral_mix.SpectralMixer]] = {}
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         self.validation_dir = validation_dir
         if validation_dir:
@@ -379,49 +379,41 @@ class AudioProcessor:
             yield step, clip_rows, labels[batch_rows]
             step += 1
 
-    def training_dataset(self, batch_size: int, start_step: int = 0,
-                         on_device: bool = False) -> tf.data.Dataset:
+    def training_dataset(self, batch_size: int, start_step: int = 0, on_device: bool = False,
+                         teachers: Sequence[ModelSettings] = ()) -> tf.data.Dataset:
         """tf.data pipeline of (fingerprints [batch, fingerprint_size], labels [batch]); with
-        on_device, of (audio dict, labels) for the step to fingerprint (pipeline.model_inputs).
+        on_device, of (audio dict, labels) for the step to fingerprint (pipeline.model_inputs);
+        with teachers (their settings), x also carries their fingerprints of the same audio.
         The batches are mixed in the spectrum where --augmentation_domain allows (spectral_mix.py)."""
         self.training_batches(batch_size, start_step)  # raises UsageError now if there is no data
-        mixer = None if on_device else self.spectral_mixer()
+        mixer = None if on_device else self.spectral_mixer(teachers)
         if mixer is not None:
             return pipeline.from_fingerprint_generator(
-                lambda: self._spectral_batches(mixer, batch_size, start_step), batch_size,
-                self.model_settings)
+                lambda: self._spectral_batches(mixer, batch_size, start_step, teachers), batch_size,
+                [self.model_settings, *teachers])
         masks = self.spec_augment.masks if self.spec_augment.enabled else None
         dataset = pipeline.from_generator(lambda: self.training_batches(batch_size, start_step),
                                           batch_size, self.model_settings, masks, start_step)
-        return pipeline.model_inputs(dataset, self.model_settings, on_device)
+        return pipeline.model_inputs(dataset, self.model_settings, on_device, teachers)
 
-    def spectral_mixer(self) -> Optional[spectral_mix.SpectralMixer]:
-        """The spectra of the training clips and noise (built at the first call), or None where
-        --augmentation_domain or the augmentations ask for batches mixed as audio."""
-        domain = self.augmentation.augmentation_domain
-        if domain == "audio" or self._mixer is not None:
-            return self._mixer
-        settings = self.model_settings
-        shift_hops = self.time_shift_samples // settings.window_stride_samples
-        bins = features.spectrum_bins(settings)
-        reason = spectral_mix.why_not(
-            domain, self.augmentation.audio_only(),
-            spectral_mix.cache_bytes(len(self.audio["training"]), settings, shift_hops, bins),
-            spectral_mix.free_memory_bytes())
-        if reason:
-            if domain == "spectrum":
-                raise UsageError(f"--augmentation_domain spectrum: {reason}")
-            print(f"Training batches mixed as audio: {reason}")
-            return None
-        self._mixer = spectral_mix.SpectralMixer(self.audio["training"], self.background.noises, settings,
-                                                 self.time_shift_samples, bins)
-        print(spectral_mix.describe(self._mixer), flush=True)
-        return self._mixer
+    def spectral_mixer(self, teachers: Sequence[ModelSettings] = ()
+                       ) -> Optional[spectral_mix.SpectralMixer]:
+        """The spectra of the training clips and noise for the student's and the teachers'
+        features (spectral_mix.mixer_for, built once per set of teachers; one with more bins
+        serves the student alone too), or None where batches are mixed as audio."""
+        key = tuple(teachers)
+        if key not in self._mixers:
+            bins = spectral_mix.shared_bins([self.model_settings, *teachers])
+            built = [mixer for mixer in self._mixers.values() if mixer is not None and mixer.bins >= bins]
+            self._mixers[key] = built[0] if built and not teachers else spectral_mix.mixer_for(
+                self.audio["training"], self.background.noises, self.model_settings, teachers,
+                self.augmentation, self.time_shift_samples)
+        return self._mixers[key]
 
-    def _spectral_batches(self, mixer: spectral_mix.SpectralMixer, batch_size: int, start_step: int
-                          ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-        """(fingerprints, labels) of each training batch from start_step on, mixed in the spectrum
-        with the draws of (seed, step)."""
+    def _spectral_batches(self, mixer: spectral_mix.SpectralMixer, batch_size: int, start_step: int,
+                          teachers: Sequence[ModelSettings] = ()) -> Iterator[tuple]:
+        """(x, labels) of each training batch from start_step on, mixed in the spectrum with the
+        draws of (seed, step): x the fingerprints, with teachers the tuple of every settings'."""
         draws = spectral_mix.DrawSettings(mixer.shift_hops, self.augmentation.gain_db,
                                           len(self.background.noises), self.background.frequency,
                                           self.background.volume)
@@ -429,7 +421,11 @@ class AudioProcessor:
             rng = np.random.default_rng([self.seed, 1 << 20, step])
             magnitude = mixer.magnitude(rows, spectral_mix.draw(draws, mixer, labels == SILENCE_INDEX, rng))
             masks = self.spec_augment.masks(batch_size, step) if self.spec_augment.enabled else None
-            yield spectral_mix.fingerprints(magnitude, self.model_settings, masks), labels
+            student = spectral_mix.fingerprints(magnitude, self.model_settings, masks)
+            if not teachers:
+                yield student, labels
+                continue
+            yield (student, *(spectral_mix.fingerprints(magnitude, one) for one in teachers)), labels
 
 
 def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,

@@ -10,7 +10,7 @@ itself (`fingerprints_of`), on the accelerator, so that the MFCC does not keep a
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -50,18 +50,22 @@ def from_generator(batches: Batches, batch_size: int, settings: ModelSettings,
         batch_size, settings, True))
 
 
-def from_fingerprint_generator(batches: Batches, batch_size: int, settings: ModelSettings
-                               ) -> tf.data.Dataset:
-    """(fingerprints, labels) from a generator of batches of training fingerprints."""
+def from_fingerprint_generator(batches: Batches, batch_size: int,
+                               settings: Sequence[ModelSettings]) -> tf.data.Dataset:
+    """(x, labels) from a generator of batches of training fingerprints: x the fingerprints of
+    settings[0], or with teachers (settings[1:]) the tuple of every settings' fingerprints."""
+    specs = tuple(tf.TensorSpec([batch_size, one.fingerprint_size], tf.float32) for one in settings)
     dataset = tf.data.Dataset.from_generator(batches, output_signature=(
-        tf.TensorSpec([batch_size, settings.fingerprint_size], tf.float32),
-        tf.TensorSpec([batch_size], tf.int32)))
+        specs[0] if len(specs) == 1 else specs, tf.TensorSpec([batch_size], tf.int32)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def fingerprints_of(x: Union[tf.Tensor, dict], settings: ModelSettings) -> tf.Tensor:
+def fingerprints_of(x: Union[tf.Tensor, tuple, dict], settings: ModelSettings) -> tf.Tensor:
     """The fingerprints [batch, fingerprint_size] of a model input x: x itself when the
-    pipeline computed them, else graph_fingerprints of x["audio"] times x["masks"]."""
+    pipeline computed them (the first of the tuple when teachers have theirs too), else
+    graph_fingerprints of x["audio"] times x["masks"]."""
+    if isinstance(x, (tuple, list)):
+        return x[0]
     if not isinstance(x, dict):
         return x
     fingerprints = features.graph_fingerprints(x["audio"], settings)
@@ -70,9 +74,19 @@ def fingerprints_of(x: Union[tf.Tensor, dict], settings: ModelSettings) -> tf.Te
     return fingerprints
 
 
-def model_inputs(dataset: tf.data.Dataset, settings: ModelSettings, on_device: bool) -> tf.data.Dataset:
-    """(x, labels) from (audio, [masks,] labels): x the fingerprints, or with on_device the
-    audio dict that fingerprints_of turns into them inside the training step."""
+def teacher_fingerprints(x: Union[tuple, dict], teachers: Sequence[ModelSettings]) -> List[tf.Tensor]:
+    """The fingerprints each teacher takes of the training batch x (no SpecAugment masks):
+    the rest of the tuple when the pipeline computed them, else graph_fingerprints of x["audio"]."""
+    if isinstance(x, dict):
+        return [features.graph_fingerprints(x["audio"], settings) for settings in teachers]
+    return list(x[1:])
+
+
+def model_inputs(dataset: tf.data.Dataset, settings: ModelSettings, on_device: bool,
+                 teachers: Sequence[ModelSettings] = ()) -> tf.data.Dataset:
+    """(x, labels) from (audio, [masks,] labels): x the fingerprints (with teachers, the tuple of
+    the student's and each teacher's), or with on_device the audio dict that fingerprints_of and
+    teacher_fingerprints turn into them inside the training step."""
 
     def split(*element):
         x = {"audio": element[0]}
@@ -80,8 +94,13 @@ def model_inputs(dataset: tf.data.Dataset, settings: ModelSettings, on_device: b
             x["masks"] = element[1]
         return x, element[-1]
 
+    def on_host(x, labels):
+        student = fingerprints_of(x, settings)
+        if not teachers:
+            return student, labels
+        return (student, *teacher_fingerprints(x, teachers)), labels
+
     dataset = dataset.map(split)
     if not on_device:
-        dataset = dataset.map(lambda x, labels: (fingerprints_of(x, settings), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.map(on_host, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

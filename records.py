@@ -254,13 +254,14 @@ class ShardedData:
             self._fingerprint_cache[partition] = (fingerprints, labels.astype(np.int32))
         return self._fingerprint_cache[partition]
 
-    def training_dataset(self, batch_size: int, start_step: int = 0,
-                         on_device: bool = False) -> tf.data.Dataset:
+    def training_dataset(self, batch_size: int, start_step: int = 0, on_device: bool = False,
+                         teachers: Sequence[ModelSettings] = ()) -> tf.data.Dataset:
         """(x, labels) batches from every training shard (one input pipeline), from start_step on."""
-        return self.worker_dataset(None, batch_size, start_step, on_device)
+        return self.worker_dataset(None, batch_size, start_step, on_device, teachers)
 
     def worker_dataset(self, context: Optional[tf.distribute.InputContext], batch_size: int,
-                       start_step: int, on_device: bool) -> tf.data.Dataset:
+                       start_step: int, on_device: bool, teachers: Sequence[ModelSettings] = ()
+                       ) -> tf.data.Dataset:
         """This input pipeline's batches of one replica's share of the global batch_size:
         its own shards (every n-th of n pipelines), in a stream that is a function of
         (seed, position), from the position of start_step on; each step takes one batch per
@@ -306,4 +307,4 @@ class ShardedData:
 
         dataset = batches.enumerate(first).map(augmented, num_parallel_calls=tf.data.AUTOTUNE,
                                                deterministic=True)
-        return pipeline.model_inputs(dataset, self.model_settings, on_device)
+        return pipeline.model_inputs(dataset, self.model_settings, on_device, teachers)

@@ -29,6 +29,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 import features
+from augmentation import Augmentation
+from cli import UsageError
 from features import ModelSettings
 
 FLOAT16_PEAK = 16384.0  # each clip's spectra are scaled to this peak before the float16 cast
@@ -169,16 +171,57 @@ def fingerprints(magnitude: np.ndarray, settings: ModelSettings,
     return values.reshape(len(magnitude), -1).astype(np.float32)
 
 
-def why_not(domain: str, audio_only: Sequence[str], cache: int, available: int) -> Optional[str]:
+def shared_bins(all_settings: Sequence[ModelSettings]) -> int:
+    """The spectrum bins that the features of every settings read."""
+    return max(features.spectrum_bins(settings) for settings in all_settings)
+
+
+def same_frames(first: ModelSettings, second: ModelSettings) -> bool:
+    """Whether two settings frame a clip identically (their features can share spectra)."""
+    return (first.sample_rate, first.desired_samples, first.window_size_samples,
+            first.window_stride_samples, first.fft_length) == (
+        second.sample_rate, second.desired_samples, second.window_size_samples,
+        second.window_stride_samples, second.fft_length)
+
+
+def why_not(domain: str, audio_only: Sequence[str], cache: int, available: int,
+            frames_agree: bool = True) -> Optional[str]:
     """Why training batches cannot be mixed in the spectrum (domain 'auto' or 'spectrum'),
-    or None when they can: audio_only, the augmentations that need the audio, are on, or
-    (auto only) the cache of `cache` bytes would take over MEMORY_SHARE of `available`."""
+    or None when they can: audio_only, the augmentations that need the audio, are on; a
+    teacher frames the audio differently (not frames_agree); or (auto only) the cache of
+    `cache` bytes would take over MEMORY_SHARE of `available`."""
     if audio_only:
         return f"{', '.join(audio_only)} change the audio in ways that are not a sum of spectra"
+    if not frames_agree:
+        return "a teacher frames the audio differently from the student (window, stride or rate)"
     if domain == "auto" and available and cache > MEMORY_SHARE * available:
         return (f"the spectra would take {cache / 2**30:.1f} GB of the {available / 2**30:.1f} GB "
                 f"of free memory")
     return None
+
+
+def mixer_for(clips: np.ndarray, noises: Sequence[np.ndarray], settings: ModelSettings,
+              teachers: Sequence[ModelSettings], augmentation: Augmentation,
+              time_shift_samples: int) -> Optional[SpectralMixer]:
+    """The SpectralMixer of the training clips for the student's and the teachers' features,
+    or None (saying why) where --augmentation_domain or what is on asks for batches mixed as
+    audio; UsageError where --augmentation_domain spectrum cannot be had."""
+    domain = augmentation.augmentation_domain
+    if domain == "audio":
+        return None
+    bins = shared_bins([settings, *teachers])
+    reason = why_not(domain, augmentation.audio_only(),
+                     cache_bytes(len(clips), settings, time_shift_samples // settings.window_stride_samples,
+                                 bins), free_memory_bytes(),
+                     all(same_frames(settings, teacher) for teacher in teachers))
+    if reason:
+        if domain == "spectrum":
+            raise UsageError(f"--augmentation_domain spectrum: {reason}")
+        print(f"Training batches mixed as audio: {reason}")
+        return None
+    mixer = SpectralMixer(clips, noises, settings, time_shift_samples, bins)
+    print(describe(mixer), flush=True)
+    return mixer
 
 
 def describe(mixer: SpectralMixer) -> str:

@@ -21,6 +21,7 @@ import argparse
 
 import augmentation
 import cli
+import distillation
 import distribute
 import evaluation
 import features
@@ -52,7 +53,12 @@ def main(args: argparse.Namespace) -> None:
             f"{name} {processor.set_size(name)}" for name in input_data.PARTITIONS))
     if not len(processor.fingerprints("validation")[1]) and chief:
         print("The validation partition is empty: no model selection, the last model is kept as best")
-    trainer = training.Trainer(model, processor, args, strategy)
+    with strategy.scope():
+        teachers = distillation.teachers_from_flags(args, model_settings.label_count)
+    soft_targets = distillation.distillation_from_flags(args)
+    if teachers and chief:
+        print(distillation.describe(teachers, soft_targets))
+    trainer = training.Trainer(model, processor, args, strategy, teachers, soft_targets)
     trainer.restore()
     trainer.run()
     best, results = trainer.test()
@@ -74,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     augmentation.add_augmentation_flags(parser)
     models.add_model_flags(parser)
     training.add_training_flags(parser)
+    distillation.add_distillation_flags(parser)
     distribute.add_distribution_flags(parser)
     plots.add_plot_flag(parser, "accuracy and cross entropy against steps at the end of the run")
     return parser

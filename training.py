@@ -24,8 +24,10 @@ import numpy as np
 
 import checkpoints
 import cli
+import distillation
 import distribute
 import evaluation
+import features
 import input_data
 import pipeline
 
@@ -109,10 +111,14 @@ class Trainer:
     """The training loop with its state, resumable from --train_dir/last."""
 
     def __init__(self, model: tf.keras.Model, processor: input_data.AudioProcessor,
-                 args: argparse.Namespace, strategy: Optional[tf.distribute.Strategy] = None):
+                 args: argparse.Namespace, strategy: Optional[tf.distribute.Strategy] = None,
+                 teachers: Sequence[distillation.Teacher] = (),
+                 soft_targets: Optional[distillation.Distillation] = None):
         """model must have been built in strategy.scope(); processor is an AudioProcessor or
-        records.ShardedData."""
+        records.ShardedData; with teachers, the loss blends the labels with their outputs."""
         self.model = model
+        self.teachers = list(teachers)
+        self.soft_targets = soft_targets
         self.processor = processor
         self.args = args
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -162,7 +168,12 @@ class Trainer:
         with tf.GradientTape() as tape:
             probabilities = tf.cast(self.model(self.model_input(self.fingerprints(x)), training=True),
                                     tf.float32)
-            losses = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            if self.teachers:
+                targets = distillation.ensemble_probabilities(self.teachers, pipeline.teacher_fingerprints(
+                    x, self.teacher_settings()))
+                losses = distillation.losses(labels, probabilities, targets, self.soft_targets)
+            else:
+                losses = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=self.args.batch_size)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
@@ -171,6 +182,10 @@ class Trainer:
         correct = tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), labels), tf.float32))
         return loss, correct
+
+    def teacher_settings(self) -> List[features.ModelSettings]:
+        """The fingerprint settings of each teacher, in order."""
+        return [teacher.settings for teacher in self.teachers]
 
     @tf.function
     def train_step(self, x, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -228,7 +243,7 @@ class Trainer:
         start = int(self.step.numpy())
         interval = self.args.eval_step_interval
         batches = iter(distribute.training_batches(self.strategy, self.processor, self.args.batch_size,
-                                                   start, self.on_device))
+                                                   start, self.on_device, self.teacher_settings()))
         losses, accuracies = [], []
         tick = time.perf_counter()
         for _ in range(max(0, self.total_steps - start)):

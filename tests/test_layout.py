@@ -41,7 +41,8 @@ SCORER_FLAGS = {"--wanted_words"} | FEATURE_FLAGS | MODEL_FLAGS | \
     {"--checkpoint", "--tflite_path", "--batch_size", "--runtime", "--labels", "--force_flags"}
 EXPECTED_FLAGS = {
     "train.py": DATA_FLAGS | {"--wanted_words"} | FEATURE_FLAGS | AUDIO_AUGMENTATION_FLAGS |
-    MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | DEVICE_FLAGS | {"--shards_dir", "--plot_dir"},
+    MASK_FLAGS | MODEL_FLAGS | TRAINING_FLAGS | DEVICE_FLAGS | {"--shards_dir", "--plot_dir"} |
+    {"--teacher", "--distillation_weight", "--distillation_temperature"},
     "prepare_data.py": DATA_FLAGS - {"--test_dir", "--validation_dir", "--audio_cache_dir"} |
     {"--wanted_words"} | FEATURE_FLAGS |
     {"--shards_dir", "--clips_per_shard"},
