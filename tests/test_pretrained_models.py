@@ -14,6 +14,7 @@ import checkpoints
 import convert
 import features
 import input_data
+import model_metadata
 import models
 import tflite_model
 import tflm_runtime
@@ -68,6 +69,21 @@ def test_checkpoint_loads_with_the_plain_flags_and_fits_its_tflite(args):
     assert tflite.input_shape[-1] == settings.fingerprint_size
     report = json.loads((ROOT / args.report_json).read_text())
     assert report["report"]["file_bytes"] == (ROOT / args.output_file).stat().st_size
+
+
+@pytest.mark.parametrize("args", PACKAGED, ids=IDS)
+def test_int8_file_carries_the_labels_and_settings_it_was_made_with(args):
+    """The metadata that lets the deployment tools run each file without flags."""
+    metadata = model_metadata.read_metadata((ROOT / args.output_file).read_bytes())
+    settings = input_data.model_settings_from_flags(args)
+    assert metadata["labels"] == input_data.words_list_from_flags(args)
+    values = model_metadata.file_values(metadata)
+    for field in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms",
+                  "dct_coefficient_count"):
+        assert values[field] == getattr(settings, field), field
+    assert metadata["input"] == {"kind": "fingerprint", "streaming": False, "features_per_frame":
+                                 settings.dct_coefficient_count,
+                                 "frames_per_call": settings.spectrogram_length}
 
 
 @pytest.mark.skipif(not DEV_DIR.is_dir(), reason=f"needs the real test folder {DEV_DIR} (../shared)")
