@@ -2,24 +2,23 @@
 with one line saying what to delete; here on a small local archive under a patched table."""
 import hashlib
 import tarfile
-import urllib.parse
 
+import numpy as np
 import pytest
 
 import download
 import input_data
 from cli import UsageError
-from conftest import make_speech_commands
+from conftest import write_wav
 
 
 def fake_archive(tmp_path):
-    """A small tar.gz of one word folder and its file:// URL."""
-    source = make_speech_commands(tmp_path / "src", ["yes"], [], speakers=["0a0a0a0a"],
-                                  clips_per_speaker=1, background=False)
+    """A small tar.gz holding one clip, and its file:// URL."""
+    clip = write_wav(tmp_path / "clip.wav", np.zeros(1600))
     archive = tmp_path / "speech_commands_v0.02.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(source / "yes", arcname="yes")
-    return archive, "file://" + urllib.parse.quote(str(archive))
+        tar.add(clip, arcname="yes/0a0a0a0a_nohash_0.wav")
+    return archive, archive.as_uri()
 
 
 def test_known_archives_include_the_default_url():
