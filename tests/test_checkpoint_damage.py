@@ -3,6 +3,8 @@ flipped, a file missing, the index of another architecture), the scripts' exit, 
 from a damaged training state, and saves that never replace a good checkpoint by a bad one."""
 import glob
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import features
 import models
 import test as test_py
 from cli import UsageError
-from conftest import TINY_FEATURE_FLAGS, TINY_SIZE_INFO
+from conftest import ROOT, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands
 
 tf = cli.import_tensorflow()
 
@@ -198,3 +200,26 @@ def test_a_failed_save_leaves_the_previous_checkpoint_as_it_was(tmp_path, monkey
         checkpoints.save_weights_atomically(model, prefix)
     after = {path: open(path, "rb").read() for path in glob.glob(str(tmp_path / "best" / "*"))}
     assert after == before and not glob.glob(str(tmp_path / "best" / ".tmp-*"))
+
+
+def test_train_py_resumes_past_a_damaged_newest_state(tmp_path):
+    data_dir = make_speech_commands(tmp_path / "data")
+    flags = ["--model_architecture", "dnn", "--model_size_info", "8", "--data_url", "",
+             "--data_dir", str(data_dir), "--wanted_words", "yes,no,up", "--train_dir",
+             str(tmp_path / "train"), "--summaries_dir", "", "--learning_rate", "0.001",
+             "--batch_size", "8", "--eval_step_interval", "10"] + TINY_FEATURE_FLAGS
+
+    def train(steps: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "train.py"), *flags,
+                               "--how_many_training_steps", steps],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert train("20").returncode == 0
+    newest = data_file(tmp_path / "train" / "last" / "ckpt-20")
+    with open(newest, "r+b") as handle:
+        handle.truncate(os.path.getsize(newest) // 2)
+    run = train("30")
+    assert run.returncode == 0, run.stderr
+    warning = [line for line in run.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and newest in warning[0] and "ckpt-10" in warning[0]
+    assert "at step 10" in run.stdout and "Step 30/30" in run.stdout

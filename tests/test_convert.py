@@ -367,7 +367,8 @@ def test_convert_then_test_tflite_as_a_user_would(trained, tmp_path):
     report = json.load(open(report_path))
     assert report["report"]["file_bytes"] == os.path.getsize(output)
     assert report["report"]["input"][0]["type"] == "int8"
-    assert os.path.exists(output[:-len(".tflite")] + ".cc")
+    with open(output[:-len(".tflite")] + ".cc") as source:  # the same bytes, metadata included
+        assert f"_len = {os.path.getsize(output)};" in source.read()
     metadata = report["report"]["metadata"]  # the file carries its labels and settings
     assert metadata["labels"] == ["_silence_", "_unknown_", "yes", "no"]
     assert metadata["input"] == {"kind": "fingerprint", "streaming": False, "frames_per_call": 49,

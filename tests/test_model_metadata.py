@@ -151,6 +151,12 @@ def test_a_labels_file_that_disagrees_is_replaced_by_the_file(described, tmp_pat
         ["--tflite_path", described, "--labels", str(labels), "x.wav"]))
     assert args.labels is None and args.wanted_words == "yes,no"
     assert f"--labels {labels} (the file: yes,no)" in capsys.readouterr().err
+    wake_word = tmp_path / "wake_word.tflite"  # a wake-word model's threshold replaces the flag's
+    wake_word.write_bytes(model_metadata.add_metadata(open(described, "rb").read(),
+                                                      payload(threshold=0.93)))
+    args = model_metadata.flags_with_metadata(label_wav.build_parser().parse_args(
+        ["--tflite_path", str(wake_word), "x.wav"]))
+    assert args.detection_threshold == 0.93 and capsys.readouterr().err == ""
 
 
 def test_a_file_without_metadata_leaves_the_flags_as_they_are(dnn_files):
