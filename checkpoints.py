@@ -162,7 +162,9 @@ def _unmatched(error: AssertionError) -> str:
 def save_weights_atomically(model: tf.keras.Model, prefix: str) -> None:
     """model.save_weights(prefix), written into a temporary folder, read back whole
     (check_intact) and only then renamed into place: a failed or damaged save leaves the
-    checkpoint at prefix, and the folder's `checkpoint` file, as they were."""
+    checkpoint at prefix, and the folder's `checkpoint` file, as they were. (Replacing a
+    checkpoint of the same name is two renames, its data then its index: a crash between
+    them leaves a checkpoint that check_intact reports as damaged.)"""
     folder = os.path.dirname(prefix) or "."
     name = os.path.basename(prefix)
     temporary_dir = os.path.join(folder, f".tmp-{os.getpid()}-{name}")

@@ -140,11 +140,14 @@ def _offsets_vector(builder: flatbuffers.Builder, offsets: Sequence[int]) -> int
 def add_metadata(content: bytes, payload: dict, name: str = METADATA_NAME) -> bytes:
     """content with payload (JSON) as its metadata entry name, replacing one of that name;
     every byte of content is kept (see the module docstring). ValueError for bytes that are
-    not a TFLite model this can extend (buffers stored after the flatbuffer)."""
+    not a TFLite model this can extend (buffers stored after the flatbuffer, Model fields
+    newer than this schema)."""
     model = _root(content)
     if any(model.Buffers(i).Offset() > 1 for i in range(model.BuffersLength())):
         raise ValueError("its buffers are stored after the flatbuffer (a model over 2 GB)")
     table = model._tab
+    if any(table.Offset(4 + 2 * slot) for slot in range(8, 16)):
+        raise ValueError("its Model table has fields that this schema does not know")
     old = bytes(content) + b"\0" * (-len(content) % BUFFER_ALIGNMENT)
     builder = flatbuffers.Builder(len(old) + 1024)
     builder.Prep(BUFFER_ALIGNMENT, len(old))  # old starts on a 16-byte boundary of the result
