@@ -7,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -84,6 +85,23 @@ def test_writing_again_replaces_the_entry_and_keeps_the_others(dnn_files):
     assert len(names(content)) == len(names(once)) - 1  # the converter's own entries stay
     assert model_metadata.read_metadata(twice)["threshold"] == 0.85
     assert "threshold 0.85" in model_metadata.summary(model_metadata.read_metadata(twice))
+
+
+def test_what_each_kind_of_model_takes_per_call():
+    stream = types.SimpleNamespace(frames_per_call=2, samples_per_call=640)
+    kinds = [(None, None, {"kind": "fingerprint", "streaming": False, "frames_per_call": 49,
+                           "features_per_frame": 10}),
+             ("int16", None, {"kind": "audio", "streaming": False, "samples_per_call": 16000,
+                              "dtype": "int16"}),
+             (None, stream, {"kind": "fingerprint", "streaming": True, "frames_per_call": 2,
+                             "features_per_frame": 10}),
+             ("float32", stream, {"kind": "audio", "streaming": True, "samples_per_call": 640,
+                                  "dtype": "float32"})]
+    for audio, streaming, expected in kinds:
+        described = model_metadata.describe(SETTINGS, LABELS, audio, streaming)
+        assert described["input"] == expected and "threshold" not in described
+        assert "label_count" not in described["model_settings"]
+    assert model_metadata.describe(SETTINGS, LABELS, threshold=0.9)["threshold"] == 0.9
 
 
 def test_unknown_fields_are_ignored_and_missing_ones_take_their_defaults(monkeypatch):
