@@ -1,7 +1,9 @@
-"""Training speed of DS-CNN-S: train.py end to end, the model alone, the input pipeline alone.
+"""Training speed of DS-CNN-S: train.py end to end, the model alone, the input pipeline alone, and Arm's train.py.
 
     python bench/bench_train_speed.py [--data_dir DIR | --shards_dir DIR] [--steps 200] [--warmup 20]
                                       [--mixed_precision bfloat16] [--fingerprints_on host|device]
+                                      [--augmentation_domain auto|spectrum|audio]
+                                      [--arm_dir DIR] [--arm_rounds 2] [--model ds_cnn_s|tc_resnet|bc_resnet]
 
 DS-CNN-S with Arm's flags (40 ms window, 20 ms stride, 10 MFCCs, batch 100) on
 --data_dir (default: /tmp/bench_synth, synthesized by synthesize_dataset.py with
@@ -23,6 +25,14 @@ for the next batch (the tf.data iterator): the time the device waits for input.
 --shards_dir reads the training clips from prepare_data.py's shards instead.
 CPU ms/step is the process's CPU time (all threads) per step: with C cores, wall >= CPU / C.
 The load average is printed before and after: figures taken on a busy machine are slower.
+
+Then, unless --arm_rounds is 0 or --arm_dir (Arm's training scripts, ../shared/reference/
+arm_training, run from there, never copied) is absent, whole processes side by side: Arm's
+train.py and ours with the same flags on the same WAV clips (--data_dir if it holds WAV,
+else a WAV copy of --wav_clips of its clips, made once), each timed at --process_steps
+SHORT,LONG steps; (T(LONG) - T(SHORT)) / (LONG - SHORT) is a step without start-up, loading
+and the final evaluations. The runs alternate, --arm_rounds times, and the ratio of the
+medians is printed.
 """
 import argparse
 import contextlib
@@ -41,13 +51,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cli  # noqa: E402  (selects tf-keras before TensorFlow)
+import whole_process  # noqa: E402
 from cli import UsageError  # noqa: E402
 
 DEFAULT_DATA_DIR = Path("/tmp/bench_synth")
 BACKGROUND_DIR = ROOT.parent / "shared" / "data" / "_background_noise_"
-DS_CNN_S = ["--model_architecture", "ds_cnn", "--model_size_info",
-            *"5 64 10 4 2 2 64 3 3 1 1 64 3 3 1 1 64 3 3 1 1 64 3 3 1 1".split(),
-            "--dct_coefficient_count", "10", "--window_size_ms", "40", "--window_stride_ms", "20"]
+MODELS = {  # the flags of each model the bench can time; Arm's scripts know ds_cnn only
+    "ds_cnn_s": ["--model_architecture", "ds_cnn", "--model_size_info",
+                 *"5 64 10 4 2 2 64 3 3 1 1 64 3 3 1 1 64 3 3 1 1 64 3 3 1 1".split(),
+                 "--dct_coefficient_count", "10", "--window_size_ms", "40", "--window_stride_ms", "20"],
+    "tc_resnet": ["--model_architecture", "tc_resnet", "--model_size_info", "3", "32", "36", "36", "40",
+                  "--dct_coefficient_count", "40", "--window_size_ms", "40", "--window_stride_ms", "20"],
+    "bc_resnet": ["--model_architecture", "bc_resnet", "--model_size_info", "8", "--preprocess", "log_mel",
+                  "--dct_coefficient_count", "40", "--window_size_ms", "30", "--window_stride_ms", "10"],
+}
+ARM_MODELS = ("ds_cnn_s",)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -62,6 +80,17 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fingerprints_on", choices=("host", "device"), default="host",
                         help="Where (a) computes the fingerprints; (a\") uses the other place.")
     parser.add_argument("--shards_dir", default=None, help="Train from these shards (prepare_data.py).")
+    parser.add_argument("--model", choices=MODELS, default="ds_cnn_s", help="Which model to time.")
+    parser.add_argument("--augmentation_domain", choices=("auto", "spectrum", "audio"), default="auto",
+                        help="train.py's --augmentation_domain for (a), (a') and (c).")
+    parser.add_argument("--arm_dir", default=str(whole_process.ARM_DIR),
+                        help="Arm's training scripts (skipped, saying so, when absent).")
+    parser.add_argument("--arm_rounds", type=int, default=2,
+                        help="Alternating rounds of whole processes, Arm's and ours (0: none).")
+    parser.add_argument("--process_steps", type=cli.comma_list(cli.positive_int), default="50,350",
+                        help="SHORT,LONG steps of the whole processes.")
+    parser.add_argument("--wav_clips", type=cli.positive_int, default=7000,
+                        help="Clips of the WAV copy of a --data_dir that is not WAV.")
     return parser
 
 
@@ -121,8 +150,10 @@ def main(args: argparse.Namespace) -> None:
                       records.add_shard_flags):
         add_flags(parser)
     shards = ["--shards_dir", args.shards_dir] if args.shards_dir else []
+    if not (data_dir / "_background_noise_").is_dir() and BACKGROUND_DIR.is_dir():
+        shards += ["--background_noise_dir", str(BACKGROUND_DIR)]  # e.g. the real Opus folder
     flags = parser.parse_args(
-        DS_CNN_S + shards + ["--mixed_precision", args.mixed_precision, "--fingerprints_on", args.fingerprints_on,
+        MODELS[args.model] + ["--augmentation_domain", args.augmentation_domain] + shards + ["--mixed_precision", args.mixed_precision, "--fingerprints_on", args.fingerprints_on,
                              "--data_url", "", "--data_dir", str(data_dir), "--batch_size", str(args.batch_size),
                     "--train_dir", os.path.join(scratch, "train"),
                     "--summaries_dir", os.path.join(scratch, "logs"),
@@ -136,7 +167,7 @@ def main(args: argparse.Namespace) -> None:
     trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only
     device = tf.config.list_logical_devices("GPU")
-    print(f"DS-CNN-S, batch {args.batch_size}, {processor.set_size('training')} training clips "
+    print(f"{args.model}, batch {args.batch_size}, {processor.set_size('training')} training clips "
           f"in {args.shards_dir or data_dir}; TF {tf.__version__}, {os.cpu_count()} CPUs, "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op threads, "
           f"{device[0].name if device else 'no GPU'}, policy {tf.keras.mixed_precision.global_policy().name}, "
@@ -209,6 +240,27 @@ def main(args: argparse.Namespace) -> None:
           f"input: {100 * lean[2]:.0f}% of (a'), {100 * other[2]:.0f}% of (a\")")
     print(f"after: {load()}")
     shutil.rmtree(scratch, ignore_errors=True)
+    if args.arm_rounds > 0:
+        compare_with_arm(args, data_dir)
+
+
+def compare_with_arm(args: argparse.Namespace, data_dir: Path) -> None:
+    """Arm's train.py and ours as whole processes, alternating, on the same WAV clips."""
+    if args.model not in ARM_MODELS:
+        print(f"Arm's train.py has no {args.model}: whole-process comparison skipped")
+        return
+    if not os.path.isdir(args.arm_dir):
+        print(f"--arm_dir {args.arm_dir} is absent: Arm's side skipped")
+        return
+    if len(args.process_steps) != 2 or args.process_steps[0] >= args.process_steps[1]:
+        raise UsageError(f"--process_steps takes SHORT,LONG with SHORT < LONG, got {args.process_steps}")
+    data = whole_process.wav_copy(str(data_dir), args.wav_clips)
+    print(f"whole processes on {data}: {', '.join(str(n) for n in args.process_steps)} steps, "
+          f"{args.arm_rounds} rounds; {load()}", flush=True)
+    ours_ms, arm_ms = whole_process.compare(MODELS[args.model], data, args.arm_rounds,
+                                            *args.process_steps, Path(args.arm_dir))
+    print(whole_process.summary(ours_ms, arm_ms))
+    print(f"after: {load()}")
 
 
 if __name__ == "__main__":
