@@ -99,11 +99,17 @@ def which_set(filename: str, validation_percentage: float, testing_percentage: f
 
 
 def scan(data_dirs: Sequence[str], extra_unknown_dirs: Sequence[str], wanted_words: Sequence[str],
-         validation_percentage: float, testing_percentage: float) -> Tuple[Index, Index]:
+         validation_percentage: float, testing_percentage: float,
+         exclude_words: Sequence[str] = ()) -> Tuple[Index, Index]:
     """(keyword clips, unknown-word clips) of each partition, from the word folders of the
-    data folders (every word not wanted is unknown) and of the extra unknown folders."""
+    data folders (every word not wanted is unknown) and of the extra unknown folders; the
+    clips of exclude_words are in none of them (--exclude_words: words a model never hears)."""
     if validation_percentage + testing_percentage >= 100:
         raise UsageError("--validation_percentage plus --testing_percentage must be below 100")
+    excluded = {word.lower() for word in exclude_words}
+    both = sorted(excluded & set(wanted_words))
+    if both:
+        raise UsageError(f"--exclude_words {', '.join(both)} is also in --wanted_words")
     for folder in data_dirs:
         if not os.path.isdir(folder):
             raise UsageError(f"--data_dir {folder} is not a folder")
@@ -116,6 +122,8 @@ def scan(data_dirs: Sequence[str], extra_unknown_dirs: Sequence[str], wanted_wor
         if word == BACKGROUND_NOISE_DIR_NAME:
             continue
         all_words.add(word)
+        if word in excluded:
+            continue
         partition = which_set(path, validation_percentage, testing_percentage)
         if word in wanted_index:
             keywords[partition].append((path, wanted_index[word]))
@@ -130,14 +138,15 @@ def scan(data_dirs: Sequence[str], extra_unknown_dirs: Sequence[str], wanted_wor
     for folder in extra_unknown_dirs:
         for path in audio_io.word_folder_files(folder):
             word = os.path.basename(os.path.dirname(path)).lower()
-            if word in wanted_index or word.startswith("_"):
-                continue  # keywords, _silence_, _unknown_, noise: not unknown-word material
+            if word in wanted_index or word in excluded or word.startswith("_"):
+                continue  # keywords, excluded words, _silence_, _unknown_, noise: not unknowns
             partition = which_set(path, validation_percentage, testing_percentage)
             unknowns[partition].append((path, UNKNOWN_WORD_INDEX))
-    missing = [word for word in wanted_words if word not in all_words]
-    if missing:
-        raise UsageError(f"--wanted_words {', '.join(missing)} not found in --data_dir "
-                         f"{shown}; it has: {', '.join(sorted(all_words))}")
+    for flag, words in (("--wanted_words", wanted_words), ("--exclude_words", sorted(excluded))):
+        missing = [word for word in words if word not in all_words]
+        if missing:
+            raise UsageError(f"{flag} {', '.join(missing)} not found in --data_dir "
+                             f"{shown}; it has: {', '.join(sorted(all_words))}")
     return keywords, unknowns
 
 

@@ -94,6 +94,10 @@ def add_data_flags(parser: argparse.ArgumentParser, evaluation_folders: bool = T
     group.add_argument("--extra_unknown_dirs", type=cli.comma_list(str), default=[],
                        help="Comma-separated folders of <word>/<clip> whose words (other than the "
                             "wanted ones) are added to _unknown_, split by the same hash rule.")
+    group.add_argument("--exclude_words", type=cli.comma_list(str), default=[],
+                       help="Comma-separated words left out of every partition, neither keywords "
+                            "nor unknown (e.g. bed,cat,happy: words a model must never hear, to "
+                            "measure wake-word detectors on them).")
     if evaluation_folders:
         group.add_argument("--validation_dir", default=None,
                            help="Select the best model on this folder instead of the validation "
@@ -171,7 +175,7 @@ class AudioProcessor:
                  extra_unknown_dirs: Sequence[str] = (), validation_dir: Optional[str] = None,
                  background_noise_dir: Optional[str] = None,
                  audio_cache_dir: Optional[str] = None, evaluation_partitions: str = "fixed",
-                 unknown_draw: str = "per_batch"):
+                 unknown_draw: str = "per_batch", exclude_words: Sequence[str] = ()):
         if seed < 0:
             raise UsageError(f"--seed must be 0 or more, got {seed}")
         self.data_dir = data_dir
@@ -190,7 +194,7 @@ class AudioProcessor:
         self.mixes = data_split.partition_mixes(silence_percentage, unknown_percentage, seed,
                                                 evaluation_partitions)
         keywords, unknowns = data_split.scan(self.data_dirs, self.extra_unknown_dirs, wanted_words,
-                                             validation_percentage, testing_percentage)
+                                             validation_percentage, testing_percentage, exclude_words)
         self.data_index = data_split.compose(keywords, unknowns, self.mixes, evaluation_partitions)
         per_batch = data_split.check_unknown_draw(unknown_draw) == "per_batch"
         self.unknown_pool = [path for path, _ in unknowns["training"]] if per_batch else []
@@ -232,7 +236,7 @@ class AudioProcessor:
                    getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME),
                    args.seed, Augmentation.from_flags(args), args.extra_unknown_dirs,
                    args.validation_dir, args.background_noise_dir, args.audio_cache_dir,
-                   args.evaluation_partitions, args.unknown_draw)
+                   args.evaluation_partitions, args.unknown_draw, args.exclude_words)
 
     def _load_audio(self) -> None:
         """Reads every clip into memory (int16), dropping unreadable files from the index.

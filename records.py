@@ -151,7 +151,7 @@ def write_shards(args: argparse.Namespace, settings: ModelSettings) -> dict:
               "testing_percentage": args.testing_percentage, "silence_percentage": args.silence_percentage,
               "unknown_percentage": args.unknown_percentage, "seed": args.seed,
               "evaluation_partitions": args.evaluation_partitions,
-              "extra_unknown_dirs": args.extra_unknown_dirs}
+              "extra_unknown_dirs": args.extra_unknown_dirs, "exclude_words": args.exclude_words}
     write_manifest(folder, index.words_list, settings, shards, index.background_data, source)
     with open(os.path.join(folder, MANIFEST)) as handle:
         return json.load(handle)

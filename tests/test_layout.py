@@ -17,7 +17,8 @@ MAX_LIBRARY_LINES = 500
 DATA_FLAGS = {"--data_url", "--data_dir", "--background_noise_dir", "--audio_cache_dir",
               "--test_dir", "--validation_percentage", "--testing_percentage",
               "--silence_percentage", "--unknown_percentage", "--extra_unknown_dirs",
-              "--validation_dir", "--seed", "--evaluation_partitions", "--unknown_draw"}
+              "--validation_dir", "--seed", "--evaluation_partitions", "--unknown_draw",
+              "--exclude_words"}
 AUDIO_AUGMENTATION_FLAGS = {"--time_shift_ms", "--background_frequency", "--background_volume",
                             "--background_snr_db", "--resample", "--reverb_probability", "--eq_db",
                             "--gain_db"}
