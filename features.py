@@ -1,22 +1,31 @@
-"""The fingerprint: the geometry of a clip's features and the MFCC that computes them.
+"""The fingerprint: the geometry of a clip's features and the front end that computes them.
 
-The fingerprint of a clip is the MFCC that TensorFlow's `audio_spectrogram`
-(magnitude squared) and `mfcc` ops compute, flattened time-major; Arm's
-published "Hello Edge" models were trained on exactly these features.
+The fingerprint of a clip is, flattened time-major, one of (--preprocess):
+- mfcc (the default): the MFCC that TensorFlow's `audio_spectrogram` (magnitude
+  squared) and `mfcc` ops compute; Arm's published "Hello Edge" models were
+  trained on exactly these features;
+- log_mel: the same mel construction with --dct_coefficient_count bands up to
+  8 kHz (the Nyquist frequency at 16 kHz), applied to the magnitude, and the
+  log with the same floor, without the DCT (BC-ResNet's features).
 Fingerprinter computes them for numpy clips, in batches, in numpy alone (the
-deployment tools need no TensorFlow); graph_fingerprints is the same MFCC as a
-TensorFlow graph, for the tf.data training pipeline. Both use two constant
-matrices that reproduce the ops' mel filterbank and DCT, and
-tests/test_input_data.py compares both with the ops (reference_fingerprint).
+deployment tools need no TensorFlow); graph_features / graph_fingerprints are
+the same features as a TensorFlow graph, for the tf.data training pipeline and
+for the raw-audio models. Both use the constant matrices of feature_matrices
+(a mel filterbank reproducing the op's, and the op's DCT for mfcc):
+tests/test_input_data.py compares the MFCC forms with the ops
+(reference_fingerprint), tests/test_log_mel.py the log-mel forms with each other.
 
 ModelSettings is the geometry that a model is built for (labels, samples,
-frames, coefficients): the data, the models and the deployment tools share it.
+frames, features per frame, their type): the data, the models and the
+deployment tools share it.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -30,6 +39,10 @@ MFCC_LOWER_FREQUENCY_LIMIT = 20.0
 MFCC_UPPER_FREQUENCY_LIMIT = 4000.0
 MFCC_FILTERBANK_CHANNEL_COUNT = 40
 MFCC_FILTERBANK_FLOOR = 1e-12
+LOG_MEL_UPPER_FREQUENCY_LIMIT = 8000.0  # or the Nyquist frequency, when lower
+MFCC = "mfcc"
+LOG_MEL = "log_mel"
+PREPROCESS_TYPES = (MFCC, LOG_MEL)
 PCM_SCALE = 32768.0  # int16 PCM sample -> float in [-1, 1]
 FINGERPRINT_BATCH = 16  # clips per numpy batch: the spectra of a batch stay in the CPU's cache
 
@@ -45,8 +58,14 @@ def add_feature_flags(parser: argparse.ArgumentParser) -> None:
                        help="How long each spectrogram timeslice is.")
     group.add_argument("--window_stride_ms", type=float, default=10.0,
                        help="How far to move in time between spectrogram timeslices.")
-    group.add_argument("--dct_coefficient_count", type=cli.positive_int, default=40,
-                       help="How many bins to use for the MFCC fingerprint.")
+    group.add_argument("--preprocess", choices=PREPROCESS_TYPES, default=MFCC,
+                       help="The features of each frame: mfcc (TensorFlow's mfcc op: 40 mel "
+                            "channels up to 4 kHz, log, DCT) or log_mel (--dct_coefficient_count "
+                            "mel bands up to 8 kHz, log, no DCT).")
+    group.add_argument("--dct_coefficient_count", "--feature_bin_count",
+                       dest="dct_coefficient_count", type=cli.positive_int, default=40,
+                       help="How many features per frame: MFCC coefficients, or mel bands with "
+                            "--preprocess log_mel.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +77,8 @@ class ModelSettings:
     clip_duration_ms: int
     window_size_ms: float
     window_stride_ms: float
-    dct_coefficient_count: int
+    dct_coefficient_count: int  # features per frame: MFCC coefficients, or log-mel bands
+    preprocess: str = MFCC  # one of PREPROCESS_TYPES
 
     @property
     def desired_samples(self) -> int:
@@ -90,10 +110,12 @@ class ModelSettings:
 
 def prepare_model_settings(label_count: int, sample_rate: int, clip_duration_ms: int,
                            window_size_ms: float, window_stride_ms: float,
-                           dct_coefficient_count: int) -> ModelSettings:
+                           dct_coefficient_count: int, preprocess: str = MFCC) -> ModelSettings:
     """Checks and bundles the settings that fix a model's input and output."""
+    if preprocess not in PREPROCESS_TYPES:
+        raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESS_TYPES)}")
     settings = ModelSettings(label_count, sample_rate, clip_duration_ms, window_size_ms,
-                             window_stride_ms, dct_coefficient_count)
+                             window_stride_ms, dct_coefficient_count, preprocess)
     if settings.window_size_samples <= 0 or settings.window_stride_samples <= 0:
         raise UsageError("--window_size_ms and --window_stride_ms must each cover at least "
                          "one sample at --sample_rate")
@@ -109,27 +131,29 @@ def settings_from_flags(args: argparse.Namespace, label_count: int) -> ModelSett
     """ModelSettings from the fingerprint flags, for a model of label_count labels."""
     return prepare_model_settings(label_count, args.sample_rate, args.clip_duration_ms,
                                   args.window_size_ms, args.window_stride_ms,
-                                  args.dct_coefficient_count)
+                                  args.dct_coefficient_count, args.preprocess)
 
 
-def mel_weight_matrix(model_settings: ModelSettings) -> np.ndarray:
-    """The mel filterbank of TensorFlow's mfcc op as a float64 [spectrogram bins, channels] matrix.
+def mel_weight_matrix(model_settings: ModelSettings,
+                      channels: int = MFCC_FILTERBANK_CHANNEL_COUNT,
+                      upper_frequency: float = MFCC_UPPER_FREQUENCY_LIMIT) -> np.ndarray:
+    """The mel filterbank of TensorFlow's mfcc op as a float64 [spectrogram bins, channels] matrix,
+    by default with the op's 40 channels from 20 Hz to 4 kHz.
 
     It applies to the square root of the power spectrogram, as the op does
     (MfccMelFilterbank in tensorflow/core/kernels/mfcc_mel_filterbank.cc).
     """
     input_length = model_settings.fft_length // 2 + 1
-    channels = MFCC_FILTERBANK_CHANNEL_COUNT
 
     def freq_to_mel(freq):
         return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
 
     mel_low = freq_to_mel(MFCC_LOWER_FREQUENCY_LIMIT)
-    mel_spacing = (freq_to_mel(MFCC_UPPER_FREQUENCY_LIMIT) - mel_low) / (channels + 1)
+    mel_spacing = (freq_to_mel(upper_frequency) - mel_low) / (channels + 1)
     center_frequencies = mel_low + mel_spacing * (np.arange(channels + 1) + 1)
     hz_per_sbin = 0.5 * model_settings.sample_rate / (input_length - 1)
     start_index = int(1.5 + MFCC_LOWER_FREQUENCY_LIMIT / hz_per_sbin)
-    end_index = int(MFCC_UPPER_FREQUENCY_LIMIT / hz_per_sbin)
+    end_index = int(upper_frequency / hz_per_sbin)
     weights = np.zeros((input_length, channels), dtype=np.float64)
     channel = 0
     for i in range(start_index, min(end_index, input_length - 1) + 1):
@@ -159,13 +183,60 @@ def dct_matrix(dct_coefficient_count: int) -> np.ndarray:
     return np.sqrt(2.0 / channels) * np.cos(np.pi / channels * (j + 0.5) * i)
 
 
+@functools.lru_cache(maxsize=32)
+def feature_matrices(model_settings: ModelSettings) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The constant matrices of the settings' features, float64 and read-only: the mel
+    filterbank [spectrum_bins, channels] (rows up to its last non-zero one) and the DCT
+    [channels, coefficients], None for log_mel."""
+    settings = model_settings
+    if settings.preprocess == LOG_MEL:
+        upper = min(LOG_MEL_UPPER_FREQUENCY_LIMIT, settings.sample_rate / 2)
+        mel = mel_weight_matrix(settings, settings.dct_coefficient_count, upper)
+        dct = None
+    else:
+        mel = mel_weight_matrix(settings)
+        dct = dct_matrix(settings.dct_coefficient_count)
+        dct.setflags(write=False)
+    mel = mel[:int(np.flatnonzero(mel.any(axis=1)).max()) + 1]
+    mel.setflags(write=False)
+    return mel, dct
+
+
 def spectrum_bins(model_settings: ModelSettings) -> int:
-    """How many bins of the spectrum the mel filterbank reads: it stops at 4 kHz."""
-    return int(np.flatnonzero(mel_weight_matrix(model_settings).any(axis=1)).max()) + 1
+    """How many bins of the magnitude spectrum the mel filterbank reads: it stops at 4 kHz
+    (mfcc) or at 8 kHz (log_mel)."""
+    return len(feature_matrices(model_settings)[0])
+
+
+def _log_mel_features(magnitude: np.ndarray, mel: np.ndarray,
+                      dct: Optional[np.ndarray]) -> np.ndarray:
+    """magnitude [..., bins] -> the log of its mel bands, floored, then the DCT unless None."""
+    log_mel = np.log(np.maximum(magnitude @ mel, MFCC_FILTERBANK_FLOOR))
+    return log_mel if dct is None else log_mel @ dct
+
+
+def features_from_magnitude(magnitude: np.ndarray, model_settings: ModelSettings) -> np.ndarray:
+    """Per-frame features of magnitude spectra [..., frames, spectrum_bins(model_settings)]
+    (the square root of the power spectrum, up to the filterbank's last bin) ->
+    [..., frames, dct_coefficient_count]: mel, log with the floor, and the DCT for mfcc, with
+    Fingerprinter's matrices. Computed in the magnitude's float type (float32 stays float32)."""
+    magnitude = np.asarray(magnitude)
+    mel, dct = feature_matrices(model_settings)
+    if magnitude.shape[-1] != len(mel):
+        raise ValueError(f"features_from_magnitude: expected {len(mel)} spectrum bins, "
+                         f"got magnitude of shape {magnitude.shape}")
+    dtype = np.result_type(magnitude.dtype, np.float32)
+    return _log_mel_features(magnitude.astype(dtype, copy=False), mel.astype(dtype),
+                             None if dct is None else dct.astype(dtype))
+
+
+def hann_window(size: int) -> np.ndarray:
+    """The periodic Hann window of size samples, float64."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / size)
 
 
 class Fingerprinter:
-    """Clips [n, desired_samples] -> MFCC fingerprints [n, fingerprint_size], in numpy.
+    """Clips [n, desired_samples] -> fingerprints [n, fingerprint_size] (MFCC or log-mel), in numpy.
 
     The arithmetic of TF's audio_spectrogram and mfcc ops: float64 throughout, the
     power spectrum rounded to float32 between the two ops as TensorFlow hands it over.
@@ -174,10 +245,9 @@ class Fingerprinter:
     def __init__(self, model_settings: ModelSettings):
         self.model_settings = model_settings
         size = model_settings.window_size_samples
-        self._window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / size)  # periodic Hann
-        self._bins = spectrum_bins(model_settings)
-        self._mel = mel_weight_matrix(model_settings)[:self._bins]
-        self._dct = dct_matrix(model_settings.dct_coefficient_count)
+        self._window = hann_window(size)
+        self._mel, self._dct = feature_matrices(model_settings)
+        self._bins = len(self._mel)
 
     def __call__(self, clips: np.ndarray, batch_size: int = FINGERPRINT_BATCH) -> np.ndarray:
         """Fingerprints (float32) of int16 clips, or of float clips in [-1, 1]."""
@@ -200,9 +270,8 @@ class Fingerprinter:
                     [:, ::settings.window_stride_samples], window, out=frames[..., :size])
         spectrum = np.fft.rfft(frames)[..., :self._bins]
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)  # the op's output
-        mel = np.sqrt(power.reshape(-1, self._bins), dtype=np.float64) @ self._mel
-        mfcc = np.log(np.maximum(mel, MFCC_FILTERBANK_FLOOR)) @ self._dct
-        return mfcc.reshape(len(clips), -1)
+        magnitude = np.sqrt(power.reshape(-1, self._bins), dtype=np.float64)
+        return _log_mel_features(magnitude, self._mel, self._dct).reshape(len(clips), -1)
 
 
 def clips_as(clips: np.ndarray, dtype: "np.typing.DTypeLike") -> np.ndarray:
@@ -219,32 +288,37 @@ def clips_as(clips: np.ndarray, dtype: "np.typing.DTypeLike") -> np.ndarray:
     return np.clip(np.round(clips * PCM_SCALE), info.min, info.max).astype(dtype)
 
 
-def graph_mfcc(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
-    """Fingerprinter's MFCC as a TensorFlow graph (float32, tf.signal), frame by frame:
-    audio float32 [batch, samples] in [-1, 1], of any length of at least one window ->
-    [batch, frames, dct_coefficient_count], one frame per window_stride_samples."""
+def graph_features(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
+    """Fingerprinter's features (MFCC or log-mel) as a TensorFlow graph (float32, tf.signal),
+    frame by frame: audio float32 [batch, samples] in [-1, 1], of any length of at least one
+    window -> [batch, frames, dct_coefficient_count], one frame per window_stride_samples."""
     settings = model_settings
-    bins = spectrum_bins(settings)
-    window = tf.signal.hann_window(settings.window_size_samples, periodic=True)
+    mel, dct = feature_matrices(settings)
+    # Computed in float64: tf.signal.hann_window's float32 loses 1e-4 of the edge samples' weights.
+    window = tf.constant(hann_window(settings.window_size_samples), tf.float32)
     frames = tf.signal.frame(audio, settings.window_size_samples, settings.window_stride_samples)
     # The magnitude before the slice: TFLite slices no complex tensors.
-    magnitude = tf.math.abs(tf.signal.rfft(frames * window, [settings.fft_length]))[..., :bins]
-    mel_matrix = tf.constant(mel_weight_matrix(settings)[:bins], tf.float32)
-    mel = tf.linalg.matmul(magnitude, mel_matrix)
+    spectrum = tf.signal.rfft(frames * window, [settings.fft_length])
+    magnitude = tf.math.abs(spectrum)[..., :len(mel)]
+    mel_bands = tf.linalg.matmul(magnitude, tf.constant(mel, tf.float32))
     # The floor after the log (the same values): a float16 .tflite rounds the constant 1e-12 to 0.
-    log_mel = tf.math.maximum(tf.math.log(mel), math.log(MFCC_FILTERBANK_FLOOR))
-    return tf.linalg.matmul(log_mel, tf.constant(dct_matrix(settings.dct_coefficient_count),
-                                                 tf.float32))
+    log_mel = tf.math.maximum(tf.math.log(mel_bands), math.log(MFCC_FILTERBANK_FLOOR))
+    if dct is None:
+        return log_mel
+    return tf.linalg.matmul(log_mel, tf.constant(dct, tf.float32))
 
 
 def graph_fingerprints(audio: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
-    """graph_mfcc of whole clips, flattened, for the tf.data training pipeline:
+    """graph_features of whole clips, flattened, for the tf.data training pipeline:
     audio float32 [batch, desired_samples] in [-1, 1] -> [batch, fingerprint_size]."""
-    return tf.reshape(graph_mfcc(audio, model_settings), [-1, model_settings.fingerprint_size])
+    return tf.reshape(graph_features(audio, model_settings), [-1, model_settings.fingerprint_size])
 
 
 def reference_fingerprint(audio: np.ndarray, model_settings: ModelSettings) -> np.ndarray:
-    """One clip's fingerprint through TF's audio_spectrogram and mfcc ops themselves."""
+    """One clip's MFCC fingerprint through TF's audio_spectrogram and mfcc ops themselves."""
+    if model_settings.preprocess != MFCC:
+        raise UsageError(f"--preprocess {model_settings.preprocess}: TensorFlow has no op for it; "
+                         f"reference_fingerprint computes --preprocess {MFCC} only")
     spectrogram = tf.raw_ops.AudioSpectrogram(
         input=tf.reshape(tf.constant(audio, tf.float32), [-1, 1]),
         window_size=model_settings.window_size_samples,

@@ -3,10 +3,10 @@
 A raw-audio model takes one clip of audio, [1, desired_samples], as int16 PCM
 (--include_features, or --include_features int16: what a microphone driver
 hands over) or as float32 in [-1, 1] (--include_features float32), and
-computes the fingerprint itself before the trained model: features.graph_mfcc
-(Hann window, RFFT, magnitude, mel matmul, log, DCT matmul), which TFLite
-converts to CAST, MUL, RESHAPE, GATHER, PAD, RFFT2D, COMPLEX_ABS,
-STRIDED_SLICE, FULLY_CONNECTED, MAXIMUM and LOG. LiteRT's builtin kernels run
+computes the fingerprint itself before the trained model: features.graph_features
+(Hann window, RFFT, magnitude, mel matmul, log, and for --preprocess mfcc a DCT
+matmul), which TFLite converts to CAST, MUL, RESHAPE, GATHER, PAD, RFFT2D,
+COMPLEX_ABS, STRIDED_SLICE, FULLY_CONNECTED, MAXIMUM and LOG. LiteRT's builtin kernels run
 them all; TensorFlow Lite for Microcontrollers has no RFFT2D kernel, so it
 cannot run such a model (the deployment report says so). Every mode of
 convert.py holds it but int16x8 (no int16 kernels for the front end) and
@@ -66,7 +66,7 @@ def check_mode(mode: quantization.Mode) -> None:
 
 class Fingerprint(tf.keras.layers.Layer):
     """Audio [1, desired_samples] (int16 PCM, or float32 in [-1, 1]) -> the fingerprint
-    [1, fingerprint_size] of features.graph_mfcc, clipped below at floor when given."""
+    [1, fingerprint_size] of features.graph_features, clipped below at floor when given."""
 
     def __init__(self, model_settings: features.ModelSettings, floor: Optional[float] = None,
                  **kwargs):
@@ -79,7 +79,7 @@ class Fingerprint(tf.keras.layers.Layer):
         if audio.dtype.is_integer:
             samples = samples * (1.0 / features.PCM_SCALE)
         settings = self.model_settings
-        fingerprint = tf.reshape(features.graph_mfcc(samples, settings),
+        fingerprint = tf.reshape(features.graph_features(samples, settings),
                                  [-1, settings.fingerprint_size])
         return fingerprint if self.floor is None else tf.maximum(fingerprint, self.floor)
 

@@ -7,6 +7,7 @@ like Arm's labels.txt) or else _silence_, _unknown_ and --wanted_words.
 label_wav.py and test_streaming_accuracy.py take their model here.
 """
 import argparse
+import dataclasses
 from typing import Callable, List, Sequence
 
 import numpy as np
@@ -58,10 +59,7 @@ def scorer_from_flags(args: argparse.Namespace, model_settings: features.ModelSe
     if args.runtime != tflite_model.LITERT:
         raise UsageError(f"--runtime {args.runtime} runs a .tflite (--tflite_path), not a checkpoint")
     if model_settings.label_count != len(labels):
-        model_settings = features.prepare_model_settings(
-            len(labels), model_settings.sample_rate, model_settings.clip_duration_ms,
-            model_settings.window_size_ms, model_settings.window_stride_ms,
-            model_settings.dct_coefficient_count)
+        model_settings = dataclasses.replace(model_settings, label_count=len(labels))
     model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
     checkpoints.load_weights(model, args.checkpoint)
     return lambda fingerprints: evaluation.predict(model, fingerprints)

@@ -306,8 +306,8 @@ class StreamingModel(tf.keras.Model):
                 samples = tf.concat([states.pop(0), first], axis=1)
                 new_states.append(samples[:, -self.state_shapes[0][0]:])
                 scale = 1.0 / features.PCM_SCALE if first.dtype.is_integer else 1.0
-                first = features.graph_mfcc(tf.cast(samples, tf.float32) * scale,
-                                            self.model_settings)
+                first = features.graph_features(tf.cast(samples, tf.float32) * scale,
+                                                self.model_settings)
                 if self.input_floor is not None:  # the int8 input range (raw_audio.py)
                     first = tf.maximum(first, self.input_floor)
         calls = states[-1] if self.counter_limit else None

@@ -25,7 +25,7 @@ AUDIO_AUGMENTATION_FLAGS = {"--time_shift_ms", "--background_frequency", "--back
 MASK_FLAGS = {"--time_masks", "--time_mask_max", "--frequency_masks", "--frequency_mask_max",
               "--augmentation_domain"}
 FEATURE_FLAGS = {"--sample_rate", "--clip_duration_ms", "--window_size_ms", "--window_stride_ms",
-                 "--dct_coefficient_count"}
+                 "--dct_coefficient_count", "--feature_bin_count", "--preprocess"}
 MODEL_FLAGS = {"--model_architecture", "--model_size_info"}
 TRAINING_FLAGS = {"--how_many_training_steps", "--learning_rate", "--batch_size",
                   "--eval_step_interval", "--train_dir", "--summaries_dir", "--start_checkpoint"}
