@@ -140,7 +140,12 @@ def _converter(model: tf.keras.Model, mode: Mode) -> tf.lite.TFLiteConverter:
                              name="input")
         function = tf.function(lambda fingerprint: model(fingerprint, training=False))
         traced[batch] = function.get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([traced[batch]], model)
+    # The converter saves the function with an object that holds its variables: the variables
+    # alone, as a Keras model would have every layer's call traced again for the SavedModel
+    # (bc_resnet's 170 layers: 6 s instead of 32).
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    return tf.lite.TFLiteConverter.from_concrete_functions([traced[batch]], holder)
 
 
 _TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
