@@ -229,6 +229,17 @@ def create_crnn_model(model_settings: ModelSettings,
     return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="crnn")
 
 
+def create_bc_resnet_model(model_settings: ModelSettings,
+                           model_size_info: Sequence[int]) -> tf.keras.Model:
+    """BC-ResNet (bc_resnet.py, imported here: its SubSpectralNorm layer imports TensorFlow).
+
+    model_size_info: [base_channels]: 8 is BC-ResNet-1, 16 BC-ResNet-2.
+    """
+    import bc_resnet
+
+    return bc_resnet.create_bc_resnet_model(model_settings, model_size_info)
+
+
 def _one_or_more(model_size_info: Sequence[int]) -> int:
     return max(1, len(model_size_info))
 
@@ -295,6 +306,10 @@ MODELS: Dict[str, Architecture] = {
     "xception": Architecture(kws30k.create_xception_model, kws30k.XCEPTION_LAYOUT,
                              (2, 1, 1, 5, 16, 5, 32, 7, 40, 7, 64, 11, 100, 2, 2, 1, 1, 64),
                              kws30k.xception_length),
+    # Broadcasted residual learning (Kim et al., 2021): BC-ResNet-1, for 40 log-mel bands.
+    "bc_resnet": Architecture(create_bc_resnet_model,
+                              "base_channels (8: BC-ResNet-1, 16: BC-ResNet-2, 8 x tau: "
+                              "BC-ResNet-tau)", (8,)),
 }
 
 
@@ -363,13 +378,20 @@ def count_parameters(model: tf.keras.Model) -> int:
     """Number of weights of the deployed model.
 
     All weights, trainable or not, except those of BatchNormalization layers,
-    which deployment folds into the preceding convolution or dense layer.
+    which deployment folds into the preceding convolution or dense layer. A
+    bc_resnet SubSpectralNorm, which does not fold, counts its scale and offset
+    per sub-band and channel (its batch norm's gamma and beta).
     """
-    batch_norm_weights = {id(weight) for module in model.submodules
+    from bc_resnet import SubSpectralNorm
+
+    modules = model.submodules
+    batch_norm_weights = {id(weight) for module in modules
                           if isinstance(module, tf.keras.layers.BatchNormalization)
                           for weight in module.weights}
-    return sum(weight.shape.num_elements() for weight in model.weights
-               if id(weight) not in batch_norm_weights)
+    sub_band_weights = sum(module.norm.gamma.shape.num_elements() * 2 for module in modules
+                           if isinstance(module, SubSpectralNorm))
+    return sub_band_weights + sum(weight.shape.num_elements() for weight in model.weights
+                                  if id(weight) not in batch_norm_weights)
 
 
 def count_macs(model: tf.keras.Model) -> int:
@@ -378,17 +400,20 @@ def count_macs(model: tf.keras.Model) -> int:
     Dense and convolution layers count one MAC per weight (bias excluded) per
     output position; recurrent layers count their cell's matrix multiplies
     once per time step. Element-wise operations, activations and pooling count
-    nothing, nor does batch norm (folded at deployment). Raises ValueError for a
+    nothing, nor does batch norm (folded at deployment, or bc_resnet's sub-spectral
+    norm: a multiply and an add per value). Raises ValueError for a
     layer with weights of a type it does not know.
     """
     return sum(_layer_macs(layer) for layer in model.layers)
 
 
 def _layer_macs(layer: tf.keras.layers.Layer) -> int:
+    from bc_resnet import SubSpectralNorm
+
     if isinstance(layer, tf.keras.Model):
         return count_macs(layer)
     layers = tf.keras.layers
-    if not layer.weights or isinstance(layer, layers.BatchNormalization):
+    if not layer.weights or isinstance(layer, (layers.BatchNormalization, SubSpectralNorm)):
         return 0
     if isinstance(layer, layers.Dense):
         return layer.kernel.shape.num_elements() * _output_positions(layer)

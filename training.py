@@ -99,12 +99,9 @@ def recalibrate_batch_norm(model: tf.keras.Model, batches: Iterable[tf.Tensor]) 
 
 
 def _all_layers(model: tf.keras.Model) -> List[tf.keras.layers.Layer]:
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if isinstance(layer, tf.keras.Model):
-            layers.extend(_all_layers(layer))
-    return layers
+    """Every layer inside model: nested models' and the layers that layers hold (the batch
+    norm of bc_resnet's SubSpectralNorm)."""
+    return [module for module in model.submodules if isinstance(module, tf.keras.layers.Layer)]
 
 
 class Trainer:

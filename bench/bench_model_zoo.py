@@ -24,18 +24,20 @@ import calibration  # noqa: E402
 import features  # noqa: E402
 import quantization  # noqa: E402
 
-PAPER_FEATURES = (40, 20, 10)  # window ms, stride ms, coefficients
-KWS30K_FEATURES = (40, 20, 40)
+PAPER_FEATURES = (40, 20, 10, features.MFCC)  # window ms, stride ms, features per frame, type
+KWS30K_FEATURES = (40, 20, 40, features.MFCC)
 KWS30K = ("svdf", "svdf_resnet", "tc_resnet", "mobilenet", "mobilenet_v2", "inception",
           "inception_resnet", "xception")
+PUBLISHED_FEATURES = {"bc_resnet": (30, 10, 40, features.LOG_MEL)}
 
 
 def int8_model(architecture: str) -> Tuple["models.tf.keras.Model", bytes]:
     """The default-size model of architecture and its int8 .tflite as convert.py makes it by default."""
-    window, stride, coefficients = KWS30K_FEATURES if architecture in KWS30K else PAPER_FEATURES
+    window, stride, count, preprocess = PUBLISHED_FEATURES.get(
+        architecture, KWS30K_FEATURES if architecture in KWS30K else PAPER_FEATURES)
     if architecture == "dnn":
         stride = 40
-    settings = features.prepare_model_settings(12, 16000, 1000, window, stride, coefficients)
+    settings = features.prepare_model_settings(12, 16000, 1000, window, stride, count, preprocess)
     model = models.create_model(settings, architecture, None)
     fingerprints = np.random.default_rng(0).normal(
         0, 10, (100, settings.fingerprint_size)).astype(np.float32)

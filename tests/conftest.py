@@ -142,6 +142,24 @@ TINY_SIZE_INFO = {
     "inception": [4, 5, 2, 2, 4, 3, 1],
     "inception_resnet": [4, 5, 2, 50, 2, 2, 4, 3, 1],
     "xception": [1, 1, 1, 5, 4, 3, 4, 3, 6, 3, 8, 2, 2, 1, 1, 8],
+    "bc_resnet": [2],  # with 40 log-mel bands: tiny_feature_flags
 }
 TINY_FEATURE_FLAGS = ["--dct_coefficient_count", "10", "--window_size_ms", "40",
                       "--window_stride_ms", "20"]
+# bc_resnet halves the frequency axis three times into 5 sub-bands: 40 log-mel bands.
+TINY_LOG_MEL_FLAGS = ["--preprocess", "log_mel", "--dct_coefficient_count", "40",
+                      "--window_size_ms", "40", "--window_stride_ms", "20"]
+
+
+def tiny_feature_flags(architecture: str) -> list:
+    """The fingerprint flags of an architecture's tiny model (TINY_SIZE_INFO)."""
+    return TINY_LOG_MEL_FLAGS if architecture == "bc_resnet" else TINY_FEATURE_FLAGS
+
+
+def tiny_settings(architecture: str, label_count: int, clip_duration_ms: int = 1000):
+    """The features.ModelSettings of tiny_feature_flags(architecture)."""
+    from features import prepare_model_settings
+    if architecture == "bc_resnet":
+        return prepare_model_settings(label_count, SAMPLE_RATE, clip_duration_ms, 40, 20, 40,
+                                      "log_mel")
+    return prepare_model_settings(label_count, SAMPLE_RATE, clip_duration_ms, 40, 20, 10)

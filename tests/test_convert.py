@@ -21,7 +21,8 @@ import models
 import quantization
 import tflite_report
 from cli import UsageError
-from conftest import ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands
+from conftest import (ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands,
+                      tiny_settings)
 
 tf = cli.import_tensorflow()
 
@@ -66,13 +67,13 @@ def short_settings(architecture):
     """The shortest clip (fewest frames) the tiny model builds for: recurrent models
     are unrolled over the frames, and fewer frames convert much faster."""
     for duration_ms in (200, 400):
-        settings = features.prepare_model_settings(LABELS, 16000, duration_ms, 40, 20, 10)
+        settings = tiny_settings(architecture, LABELS, duration_ms)
         try:
             models.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture))
             return settings
         except UsageError:
             continue
-    return SETTINGS
+    return tiny_settings(architecture, LABELS)
 
 
 @pytest.fixture(scope="module")

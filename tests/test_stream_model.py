@@ -20,7 +20,8 @@ import stream_model
 import streaming
 import tflite_model
 from cli import UsageError
-from conftest import ROOT, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands, write_wav
+from conftest import (ROOT, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands, tiny_settings,
+                      write_wav)
 
 tf = cli.import_tensorflow()
 
@@ -30,7 +31,7 @@ REFUSED = {"single_fc": "reads the whole flattened fingerprint",
            "ds_cnn": "pads SAME along time", "tc_resnet": "pads SAME along time",
            "mobilenet": "pads SAME along time", "mobilenet_v2": "pads SAME along time",
            "inception": "pads SAME along time", "inception_resnet": "pads SAME along time",
-           "xception": "pads SAME along time"}
+           "xception": "pads SAME along time", "bc_resnet": "pads SAME along time"}
 SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # 49 frames
 FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 INT8 = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
@@ -87,8 +88,9 @@ def test_architectures_that_cannot_stream_say_why_in_one_line(architecture):
     with pytest.raises(UsageError) as error:
         size_info = models.MODELS[architecture].default_size_info if architecture == "mobilenet" \
             else None
-        model = tiny_model(architecture, size_info=size_info)
-        stream_model.streaming_model(model, SETTINGS, architecture)
+        settings = tiny_settings(architecture, SETTINGS.label_count)
+        model = tiny_model(architecture, settings, size_info=size_info)
+        stream_model.streaming_model(model, settings, architecture)
     message = str(error.value)
     assert message.startswith(f"{architecture} cannot stream: its layer ")
     assert REFUSED[architecture] in message and "\n" not in message

@@ -15,7 +15,7 @@ import tflite_model
 import tflite_report
 import tflm_runtime
 from cli import UsageError
-from conftest import TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands
+from conftest import TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands, tiny_settings
 
 tf = cli.import_tensorflow()
 
@@ -27,18 +27,19 @@ SHAPE_ARITHMETIC = {"SHAPE", "STRIDED_SLICE", "FILL"}
 SOFTMAX_STEP = 1 / 256  # the int8 softmax output's fixed scale
 
 
-def fingerprints(count, seed=0):
+def fingerprints(count, seed=0, settings=SETTINGS):
     """MFCC-like fingerprints: a large first coefficient, small others."""
     rng = np.random.default_rng(seed)
-    values = rng.normal(0, 3, (count, SETTINGS.spectrogram_length, SETTINGS.dct_coefficient_count))
-    values[:, :, 0] = rng.normal(-20, 15, (count, SETTINGS.spectrogram_length))
+    values = rng.normal(0, 3, (count, settings.spectrogram_length, settings.dct_coefficient_count))
+    values[:, :, 0] = rng.normal(-20, 15, (count, settings.spectrogram_length))
     return values.reshape(count, -1).astype(np.float32)
 
 
 def tiny_int8(architecture, mode=INT8):
     tf.keras.utils.set_random_seed(0)
-    model = models.create_model(SETTINGS, architecture, TINY_SIZE_INFO.get(architecture))
-    return quantization.convert_model(model, mode, fingerprints(16))
+    settings = tiny_settings(architecture, SETTINGS.label_count)
+    model = models.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture))
+    return quantization.convert_model(model, mode, fingerprints(16, settings=settings))
 
 
 def scores(content, runtime, inputs):
@@ -56,7 +57,7 @@ def test_int8_model_is_batch_one_and_runs_on_tflm_as_on_litert(architecture):
     report = tflite_report.analyze(content)
     assert report["input"][0]["shape"][0] == 1
     assert not SHAPE_ARITHMETIC & set(report["ops"]), report["ops"]
-    inputs = fingerprints(6, seed=1)
+    inputs = fingerprints(6, seed=1, settings=tiny_settings(architecture, SETTINGS.label_count))
     tflm = scores(content, tflite_model.TFLM, inputs)
     assert np.abs(tflm - scores(content, tflite_model.LITERT_REFERENCE, inputs)).max() <= \
         3 * SOFTMAX_STEP + 1e-6

@@ -20,7 +20,7 @@ import evaluation
 import train
 import training
 from conftest import (ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, fake_speakers,
-                      make_speech_commands)
+                      make_speech_commands, tiny_feature_flags)
 
 TINY_DS_CNN = ["--model_architecture", "ds_cnn", "--model_size_info",
                "2", "8", "10", "4", "2", "2", "8", "3", "3", "1", "1",
@@ -203,7 +203,7 @@ def test_test_py_reproduces_arm_float_accuracy(name, shared_dir, tmp_path):
 def test_every_architecture_trains_and_tests(architecture, speech_commands_dir, tmp_path):
     args = train.build_parser().parse_args([
         "--model_architecture", architecture, "--model_size_info",
-        *map(str, TINY_SIZE_INFO[architecture]), *TINY_FEATURE_FLAGS,
+        *map(str, TINY_SIZE_INFO[architecture]), *tiny_feature_flags(architecture),
         *data_flags(speech_commands_dir), "--train_dir", str(tmp_path / "train"),
         "--summaries_dir", "", "--how_many_training_steps", "4", "--learning_rate", "0.01",
         "--batch_size", "8", "--eval_step_interval", "2"])
@@ -212,7 +212,7 @@ def test_every_architecture_trains_and_tests(architecture, speech_commands_dir, 
     assert best and Path(best).name.startswith(architecture + "_")
     test_args = test_py.build_parser().parse_args([
         "--model_architecture", architecture, "--model_size_info",
-        *map(str, TINY_SIZE_INFO[architecture]), *TINY_FEATURE_FLAGS,
+        *map(str, TINY_SIZE_INFO[architecture]), *tiny_feature_flags(architecture),
         *data_flags(speech_commands_dir), "--checkpoint", best,
         "--output_json", str(tmp_path / "figures.json")])
     test_py.main(test_args)

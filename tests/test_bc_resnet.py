@@ -1,0 +1,130 @@
+"""BC-ResNet (bc_resnet.py): the paper's sizes, SubSpectralNorm in training and inference, batch
+norm recalibration, the refused geometries, and end to end on tiny data: train.py, convert.py to
+int8 builtin ops, TFLM next to LiteRT, and the deployment report."""
+import json
+
+import numpy as np
+import pytest
+
+import audio_io
+import bc_resnet
+import cli
+import convert
+import features
+import models
+import quantization
+import tflite_model
+import tflite_report
+import train
+import training
+from cli import UsageError
+from conftest import TINY_LOG_MEL_FLAGS, make_speech_commands, tiny_settings
+
+tf = cli.import_tensorflow()
+
+# The published features: 98 frames of 40 log-mel bands (30 ms windows every 10 ms), 12 labels.
+PUBLISHED = features.prepare_model_settings(12, 16000, 1000, 30, 10, 40, features.LOG_MEL)
+FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
+SOFTMAX_STEP = 1 / 256  # the int8 softmax output's fixed scale
+
+
+@pytest.mark.parametrize("base_channels, paper, deployed, macs", [
+    (8, 9_232, 8_656, 2_408_440),  # BC-ResNet-1: 9.2k in the paper's table
+    (16, 27_284, 26_132, 7_106_160),  # BC-ResNet-2: 27.3k
+])
+def test_sizes_match_the_paper(base_channels, paper, deployed, macs):
+    """The paper counts every trained weight (batch norm's scale and offset too); count_parameters
+    leaves out the batch norm that folds into the convolutions, but not the sub-band norm."""
+    model = models.create_model(PUBLISHED, "bc_resnet", [base_channels])
+    assert sum(weight.shape.num_elements() for weight in model.trainable_weights) == paper
+    assert models.count_parameters(model) == deployed
+    assert models.count_macs(model) == macs
+    assert model.output_shape == (None, 12)
+    if base_channels == 8:
+        assert tflite_report.analyze(quantization.convert_model(model, FLOAT32))["macs"] == macs
+
+
+@pytest.mark.parametrize("bands", [10, 32, 41, 60])
+def test_frequencies_that_do_not_split_into_sub_bands_are_one_line(bands):
+    settings = features.prepare_model_settings(12, 16000, 1000, 30, 10, bands, features.LOG_MEL)
+    with pytest.raises(UsageError, match=f"^--dct_coefficient_count {bands} does not fit "
+                                         f"bc_resnet: .*use a multiple of 40") as error:
+        models.create_model(settings, "bc_resnet", [8])
+    assert "\n" not in str(error.value)
+
+
+def test_eighty_bands_build():
+    settings = features.prepare_model_settings(12, 16000, 1000, 30, 10, 80, features.LOG_MEL)
+    assert bc_resnet.stage_frequencies(80) == [40, 20, 10, 10]
+    assert models.create_model(settings, "bc_resnet", [2]).output_shape == (None, 12)
+
+
+def sub_bands(values: np.ndarray) -> np.ndarray:
+    """[batch, time, frequency, channels] -> [batch, time, 5, frequency / 5, channels]."""
+    batch, time, frequency, channels = values.shape
+    return values.reshape(batch, time, 5, frequency // 5, channels)
+
+
+def test_sub_spectral_norm_normalizes_each_sub_band_and_infers_with_its_statistics():
+    rng = np.random.default_rng(0)
+    layer = bc_resnet.SubSpectralNorm()
+    inputs = rng.normal(3, 2, (4, 6, 10, 3)).astype(np.float32)  # 5 sub-bands of 2 bins
+    inputs *= np.arange(1, 11, dtype=np.float32)[None, None, :, None]  # sub-bands differ
+    trained = sub_bands(layer(inputs, training=True).numpy())
+    np.testing.assert_allclose(trained.mean(axis=(0, 1, 3)), 0, atol=1e-5)
+    variance = sub_bands(inputs).var(axis=(0, 1, 3))
+    np.testing.assert_allclose(trained.var(axis=(0, 1, 3)), variance / (variance + 1e-3), rtol=1e-4)
+    norm = layer.norm
+    gamma, beta, mean, var = (rng.uniform(0.5, 2, (1, 1, 5, 1, 3)) for _ in range(4))
+    norm.set_weights([gamma, beta, mean, var])
+    expected = (sub_bands(inputs) - mean) / np.sqrt(var + norm.epsilon) * gamma + beta
+    np.testing.assert_allclose(layer(inputs).numpy(), expected.reshape(inputs.shape), rtol=1e-5)
+
+
+def test_batch_norm_recalibration_reaches_the_sub_spectral_norm():
+    inputs = tf.keras.Input((6, 10, 3))
+    model = tf.keras.Model(inputs, bc_resnet.SubSpectralNorm()(inputs))
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(2, 3, (8, 6, 10, 3)).astype(np.float32) for _ in range(3)]
+    training.recalibrate_batch_norm(model, batches)
+    means = np.mean([sub_bands(batch).mean(axis=(0, 1, 3)) for batch in batches], axis=0)
+    np.testing.assert_allclose(model.layers[1].norm.moving_mean.numpy().reshape(5, 3), means,
+                               atol=1e-5)
+    full = models.create_model(PUBLISHED, "bc_resnet", [8])
+    norms = [layer for layer in training._all_layers(full)
+             if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    assert len(norms) == 12 + 12 + 4 + 2  # sub-band and f1 norms, transitions, head, classifier
+
+
+def test_trains_converts_to_int8_and_runs_on_tflm_as_on_litert(tmp_path, capsys):
+    """BC-ResNet-1 on 40 log-mel bands, a few steps of train.py, convert.py's int8 model (float
+    input and output): builtin ops only (sub-band norm MUL and ADD, swish LOGISTIC and MUL),
+    which TFLM runs as LiteRT's reference kernels do. (LiteRT's optimized kernels round some
+    convolutions one step apart, which the large sub-band gains of a model trained for four
+    steps on clean tones amplify to tens of steps.)"""
+    data_dir = make_speech_commands(tmp_path / "data", words=("yes", "no"), unknown_words=("cat",))
+    flags = ["--model_architecture", "bc_resnet", "--model_size_info", "8", *TINY_LOG_MEL_FLAGS,
+             "--data_url", "", "--data_dir", str(data_dir), "--wanted_words", "yes,no"]
+    train.main(train.build_parser().parse_args(
+        [*flags, "--train_dir", str(tmp_path / "train"), "--summaries_dir", "",
+         "--how_many_training_steps", "4", "--learning_rate", "0.01", "--batch_size", "8",
+         "--eval_step_interval", "4"]))
+    assert "Model bc_resnet 8: 8,392 parameters" in capsys.readouterr().out
+    output = tmp_path / "bc_resnet_quantized.tflite"
+    convert.main(convert.build_parser().parse_args(
+        [*flags, "--checkpoint", tf.train.latest_checkpoint(str(tmp_path / "train" / "best")),
+         "--output_file", str(output), "--report_json", str(tmp_path / "report.json"),
+         "--representative_samples", "20"]))
+    printed = capsys.readouterr().out
+    assert "Deployment report of" in printed and "LOGISTIC" in printed
+    report = json.loads((tmp_path / "report.json").read_text())["report"]
+    assert report["ops"] == {"CONV_2D": 18, "DEPTHWISE_CONV_2D": 25, "AVERAGE_POOL_2D": 13,
+                             "MUL": 24, "ADD": 32, "LOGISTIC": 12, "PAD": 1, "RESHAPE": 1,
+                             "FULLY_CONNECTED": 1, "SOFTMAX": 1, "QUANTIZE": 1, "DEQUANTIZE": 1}
+    assert report["tflm_arena_bytes"] > report["arena_bytes"] > 0  # TFLM runs it
+    paths = [str(path) for word in ("yes", "no", "cat") for path in sorted((data_dir / word).glob("*.wav"))[:2]]
+    inputs = features.Fingerprinter(tiny_settings("bc_resnet", 4))(audio_io.load_clips(paths, 16000, 16000)[0])
+    content = output.read_bytes()
+    tflm, litert = (tflite_model.TFLiteModel(content=content, runtime=runtime).predict(inputs)
+                    for runtime in (tflite_model.TFLM, tflite_model.LITERT_REFERENCE))
+    assert np.abs(tflm - litert).max() <= SOFTMAX_STEP + 1e-6
