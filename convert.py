@@ -45,12 +45,11 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 import augmentation
 import calibration
 import checkpoints
 import cli
+import conversion
 import evaluation
 import features
 import input_data
@@ -88,15 +87,9 @@ def main(args: argparse.Namespace) -> None:
     audio = f", {args.include_features} audio input" if args.include_features else ""
     print(f"Converting to {mode.description}{audio}")
     start = time.perf_counter()
-    if stream:
-        content, check_inputs = stream_model.convert_model(stream, mode, clips, args.input_clip_percentile)
-    elif args.include_features:
-        content, check_inputs = raw_audio.convert_model(
-            model, model_settings, mode, args.include_features, clips, args.input_clip_percentile)
-    else:
-        check_inputs = features.Fingerprinter(model_settings)(clips) if mode.calibrated else \
-            np.zeros((2, model_settings.fingerprint_size), np.float32)
-        content = quantization.convert_model(model, mode, check_inputs, args.input_clip_percentile)
+    content, check_inputs = conversion.convert(model, model_settings, mode, clips,
+                                               args.input_clip_percentile, stream,
+                                               args.include_features)
     labels = input_data.words_list_from_flags(args)
     content = model_metadata.add_metadata(content, model_metadata.describe(
         model_settings, labels, args.include_features, stream))
