@@ -32,10 +32,14 @@ PIPER_NOISE_SCALE = (0.3, 1.0)  # variation of the voice (default 0.667)
 PIPER_NOISE_W = (0.3, 1.2)  # variation of phoneme durations (default 0.8)
 PIPER_ENDINGS = {"plain": "", "period": ".", "exclaim": "!", "question": "?"}
 
+PHONEME_VOICE = "gmw/en-US"  # the accent EspeakEngine.phonemes transcribes in
+
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes: IPA, with a separator in bits 8-23
+_PHONEME_SEPARATOR = "_"
 _PARAMETER_RATE = 1
 _PARAMETER_PITCH = 3
 _PARAMETER_RANGE = 4
@@ -84,6 +88,9 @@ class EspeakEngine:
         self._lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int,
+                                                    ctypes.c_int]
         self._lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
@@ -142,6 +149,20 @@ class EspeakEngine:
                                   _CHARS_UTF8, None, None):
             raise RuntimeError(f"espeak-ng could not say {text!r}")
         return np.frombuffer(b"".join(self._chunks), dtype=np.int16)
+
+
+    def phonemes(self, text: str, voice: str = PHONEME_VOICE) -> List[str]:
+        """The IPA phonemes espeak-ng says text with in voice, stress marks left out."""
+        if self._lib.espeak_SetVoiceByName(voice.encode()):
+            raise RuntimeError(f"espeak-ng has no voice {voice}")
+        pointer = ctypes.c_char_p(text.encode())
+        phonemes: List[str] = []
+        while pointer.value:  # one clause per call
+            clause = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8,
+                                                     _PHONEMES_IPA | ord(_PHONEME_SEPARATOR) << 8)
+            phonemes += [phoneme.strip("ˈˌ") for word in (clause or b"").decode().split()
+                         for phoneme in word.split(_PHONEME_SEPARATOR)]
+        return [phoneme for phoneme in phonemes if phoneme]
 
 
 class PiperEngine:
