@@ -76,8 +76,10 @@ def _teacher_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def teacher_flags(text: str, student: argparse.Namespace) -> argparse.Namespace:
-    """The flags of one --teacher value; fingerprint flags it does not give are the student's."""
+def teacher_flags(text: str, student: argparse.Namespace, flag: str = "--teacher"
+                  ) -> argparse.Namespace:
+    """The flags of one --teacher value (or of another flag of that form: train_wake_word.py's
+    --backbone); fingerprint flags it does not give are the student's."""
     parser = _teacher_parser()
     for flag in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms",
                  "dct_coefficient_count", "preprocess"):
@@ -86,10 +88,10 @@ def teacher_flags(text: str, student: argparse.Namespace) -> argparse.Namespace:
         words = shlex.split(text)
         parsed = parser.parse_args(words)
     except (ValueError, argparse.ArgumentError, SystemExit) as error:
-        raise UsageError(f"--teacher {text!r}: expected 'CHECKPOINT --model_architecture ARCH "
+        raise UsageError(f"{flag} {text!r}: expected 'CHECKPOINT --model_architecture ARCH "
                          f"[--model_size_info ...] [fingerprint flags]' ({cli.first_line(error)})")
     if "--model_architecture" not in words:
-        raise UsageError(f"--teacher {text!r}: give its --model_architecture (and --model_size_info)")
+        raise UsageError(f"{flag} {text!r}: give its --model_architecture (and --model_size_info)")
     return parsed
 
 

@@ -267,7 +267,8 @@ def _mix_background(track: np.ndarray, noises: Sequence[np.ndarray], mixing: Mix
 
 def generate(words: Words, noises: Sequence[np.ndarray], mixing: Mixing
              ) -> Tuple[np.ndarray, List[Keyword]]:
-    """The int16 recording and its ground truth (the keywords, by time)."""
+    """The int16 recording and its ground truth (the keywords, by time); words without keywords
+    make a recording of unknown words alone."""
     rng = np.random.default_rng(mixing.seed)
     rate = mixing.sample_rate
     track = np.zeros(mixing.duration_s * rate, dtype=np.float32)
@@ -279,8 +280,9 @@ def generate(words: Words, noises: Sequence[np.ndarray], mixing: Mixing
     truth = []
     for slot in range(mixing.duration_s * 1000 // slot_ms):
         time_ms = slot * slot_ms + int(rng.integers(mixing.word_gap_ms))
-        unknown = rng.random() * 100 < mixing.unknown_percentage and len(words.unknown) > 0
-        label = labels[rng.integers(len(labels))]
+        unknown = (not labels or rng.random() * 100 < mixing.unknown_percentage) and \
+            len(words.unknown) > 0
+        label = labels[rng.integers(len(labels))] if labels else ""
         clips = words.unknown if unknown else words.keywords[label]
         clip = clips[rng.integers(len(clips))].astype(np.float32) / 32768.0
         gain = 10 ** (rng.uniform(*mixing.word_gain_db) / 20)

@@ -9,7 +9,7 @@ from conftest import ROOT
 
 SCRIPTS = ("train.py", "test.py", "optimize.py", "convert.py", "test_tflite.py", "label_wav.py",
            "synthesize_dataset.py", "quickstart.py", "generate_streaming_test_wav.py",
-           "test_streaming_accuracy.py", "prepare_data.py")
+           "test_streaming_accuracy.py", "prepare_data.py", "train_wake_word.py")
 MAX_SCRIPT_LINES = 150
 MAX_LIBRARY_LINES = 500
 
@@ -65,6 +65,12 @@ EXPECTED_FLAGS = {
                                        "--unknown_percentage", "--background_volume",
                                        "--word_gain_db", "--seed", "--output_wav",
                                        "--output_ground_truth"},
+    "train_wake_word.py": {"--wake_word", "--output_dir", "--recordings", "--backbone",
+                           "--false_alarms_per_hour", "--data_dir", "--background_noise_dir",
+                           "--validation_percentage", "--testing_percentage", "--negative_clips",
+                           "--stream_minutes", "--engine", "--synthesized_clips", "--near_misses",
+                           "--near_miss_clips", "--near_miss_words", "--jobs", "--head_units",
+                           "--steps", "--batch_size", "--learning_rate", "--seed"},
     "test_streaming_accuracy.py": SCORER_FLAGS | DETECTION_FLAGS |
     {"--wav", "--ground_truth", "--time_tolerance_ms", "--sweep_thresholds", "--output_json",
      "--plot_dir"},
