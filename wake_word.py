@@ -196,7 +196,7 @@ class Run:
         """Bad input as one line before any long stage: the recordings, the folders, the backbone."""
         settings = self.settings
         if settings.recordings:
-            data.read_recordings(settings.recordings, 16000, 16000)
+            data.read_recordings(settings.recordings, data.SAMPLE_RATE, data.SAMPLE_RATE)
         if not os.path.isdir(settings.background_noise_dir) or \
                 not audio_io.audio_files(settings.background_noise_dir):
             raise UsageError(f"--background_noise_dir {settings.background_noise_dir} holds no "
@@ -273,9 +273,10 @@ class Run:
                      f"{', '.join(summary.voices)}")
         _write_json(self.path("synthesized.json"), summaries)
 
-    def examples(self, samples: int) -> "tuple[data.Examples, list, List[str]]":
-        """The examples, the noise recordings and the negative stream's clips (paths)."""
-        settings, rate = self.settings, 16000
+    def examples(self, rate: int, samples: int) -> "tuple[data.Examples, list, List[str]]":
+        """The examples (clips of samples at rate), the noise recordings and the negative
+        stream's clips (paths)."""
+        settings = self.settings
         train_paths, stream_paths = data.negative_paths(
             self.data_dirs, settings.wake_word, settings.validation_percentage,
             settings.testing_percentage)
@@ -300,7 +301,7 @@ class Run:
     def make_examples(self) -> None:
         settings, backbone, model = self.settings, self.backbone, _model()
         samples, rate = backbone.settings.desired_samples, backbone.settings.sample_rate
-        examples, noises, stream_paths = self.examples(samples)
+        examples, noises, stream_paths = self.examples(rate, samples)
         self.say(f"  {len(examples)} examples: " + ", ".join(
             f"{self.labels[label]} {count}" for label, count in examples.counts().items()))
         embeddings, labels, representative = model.embed_examples(
@@ -339,10 +340,12 @@ class Run:
         cli.write_atomically(self.path("detector_no_threshold.tflite"), content)
 
     def choose_threshold(self) -> None:
-        settings = self.settings
-        audio = recording.read_recording(self.path("negative_stream.wav"), 16000)
-        scores = data.detector_scores(self.path("detector_no_threshold.tflite"), audio)
-        duration_s = len(audio) / 16000
+        settings, path = self.settings, self.path("detector_no_threshold.tflite")
+        with open(path, "rb") as handle:
+            rate = data.detector_settings(handle.read())[0].sample_rate
+        audio = recording.read_recording(self.path("negative_stream.wav"), rate)
+        scores = data.detector_scores(path, audio)
+        duration_s = len(audio) / rate
         threshold, false_alarms = data.choose_threshold(
             scores, duration_s, settings.false_alarms_per_hour,
             data.detection_defaults().suppression_ms)

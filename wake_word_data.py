@@ -35,6 +35,7 @@ import tflite_model
 from cli import UsageError
 
 SILENCE_INDEX, UNKNOWN_INDEX, WAKE_WORD_INDEX = 0, 1, 2
+SAMPLE_RATE = 16000  # of the recordings read to check them, and of the bench's streams
 STREAM_SPEAKER_PERCENT = 10
 POSITIVE_COPIES = 4
 RECORDING_EXAMPLES = 400  # the recordings' augmented copies together: at least this many

@@ -78,7 +78,11 @@ def load_backbone(text: str, feature_defaults) -> Backbone:
     flags = distillation.teacher_flags(text, feature_defaults, "--backbone")
     placeholder = features.settings_from_flags(flags, PLACEHOLDER_LABELS)
     built = models.create_model(placeholder, flags.model_architecture, flags.model_size_info)
-    prefix = checkpoints.resolve_checkpoint(flags.checkpoint)
+    try:
+        prefix = checkpoints.resolve_checkpoint(flags.checkpoint)
+    except UsageError as error:
+        raise UsageError(f"--backbone {flags.checkpoint}: {str(error).split(': ', 1)[-1]} (the "
+                         "default backbone is trained and published by train_commands.txt, Part 7)")
     settings = dataclasses.replace(placeholder, label_count=label_count(prefix, built))
     model = models.create_model(settings, flags.model_architecture, flags.model_size_info)
     checkpoints.load_weights(model, prefix)

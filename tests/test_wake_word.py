@@ -136,7 +136,9 @@ def test_bad_inputs_are_one_line_each(tiny, tmp_path):
              (["--wake_word", "hey jarvis"], "the synthesizers cannot speak it"),
              (["--recordings", empty], f"--recordings {empty} is empty"),
              (["--recordings", not_audio], f"--recordings {not_audio / 'take1.wav'}: unreadable audio"),
-             (["--recordings", tmp_path / "nowhere"], "is not a folder")]
+             (["--recordings", tmp_path / "nowhere"], "is not a folder"),
+             (["--backbone", f"{tmp_path / 'nowhere'} --model_architecture ds_cnn"],
+              f"--backbone {tmp_path / 'nowhere'}: no such checkpoint")]
     for extra, message in cases:
         result = run_script(*wake_word_flags(tiny, tmp_path / "out"), *extra)
         assert result.returncode == 2, result.stderr
