@@ -113,7 +113,8 @@ def train_scratch(args: argparse.Namespace, text_dir: str, output_dir: str) -> s
     if os.path.exists(scratch.tflite_path):
         return scratch.tflite_path
     backbone = run.backbone
-    examples, noises, _ = run.examples(backbone.settings.desired_samples)
+    examples, noises, _ = run.examples(backbone.settings.sample_rate,
+                                       backbone.settings.desired_samples)
     fingerprinter = features.Fingerprinter(backbone.settings)
     chunks = list(examples.chunks(noises, backbone.settings.sample_rate, args.seed))
     inputs = np.concatenate([fingerprinter(clips) for clips, _ in chunks])
@@ -145,14 +146,14 @@ def make_stream(args: argparse.Namespace, positives: List[str], negatives: List[
     truth_path = wav[:-4] + "_labels.txt"
     if not os.path.exists(truth_path):
         duration_s = args.measure_minutes * 60
-        words = recording.Words({args.word: data.load(positives, 16000, 16000)},
+        words = recording.Words({args.word: data.load(positives, data.SAMPLE_RATE, data.SAMPLE_RATE)},
                                 data.load(data.sample(negatives, duration_s // 3 + 1, args.seed),
-                                          16000, 16000))
-        noises = recording.load_noise(args.background_noise_dir, 16000)
-        mixing = recording.Mixing(16000, 1000, duration_s, 2000, 100 - POSITIVE_PERCENTAGE, 0.1,
+                                          data.SAMPLE_RATE, data.SAMPLE_RATE))
+        noises = recording.load_noise(args.background_noise_dir, data.SAMPLE_RATE)
+        mixing = recording.Mixing(data.SAMPLE_RATE, 1000, duration_s, 2000, 100 - POSITIVE_PERCENTAGE, 0.1,
                                   (-6.0, 0.0), args.seed)
         audio, truth = recording.generate(words, noises, mixing)
-        cli.write_atomically(wav, recording.wav_bytes(audio, 16000))
+        cli.write_atomically(wav, recording.wav_bytes(audio, data.SAMPLE_RATE))
         recording.write_ground_truth(truth_path, truth)
         print(f"Wrote {wav}: {recording.describe(truth, mixing)} ({len(positives)} clips of "
               f"{args.word}, {len(words.unknown)} of other words)")
@@ -161,12 +162,12 @@ def make_stream(args: argparse.Namespace, positives: List[str], negatives: List[
 
 def measure(tflite_path: str, wav: str, truth_path: str, name: str, plot_dir: str) -> dict:
     """Recall at RATES and at the file's threshold, the sweep's PNG."""
-    audio = recording.read_recording(wav, 16000)
+    audio = recording.read_recording(wav, data.SAMPLE_RATE)
     truth = recording.read_ground_truth(truth_path)
     scores = data.detector_scores(tflite_path, audio)
     defaults = data.detection_defaults()
     tolerance = streaming_defaults().time_tolerance_ms
-    duration_s = len(audio) / 16000
+    duration_s = len(audio) / data.SAMPLE_RATE
     rows = streaming.sweep(scores, truth, defaults.suppression_ms, tolerance, duration_s, 1000,
                            THRESHOLDS)
     figures = {"positives": len(truth), "hours": duration_s / 3600}
