@@ -52,12 +52,12 @@ def wav_copy(data_dir: str, clips: int, seed: int = 0) -> Path:
                                                                 replace=False))
             decoded, kept, _ = audio_io.load_clips(list(chosen), 16000, 16000, None)
             for row, index in enumerate(kept):
-                target = folder / Path(chosen[index]).parent.name / Path(chosen[index]).name
+                target = folder / Path(chosen[index]).parent.name / (Path(chosen[index]).stem + ".wav")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 soundfile.write(target, decoded[row], 16000, subtype="PCM_16")
-            for row, name in enumerate(testing_names(4)):
-                soundfile.write(folder / Path(chosen[kept[row]]).parent.name / name, decoded[row], 16000,
-                                subtype="PCM_16")
+            for row, name in enumerate(testing_names(4)):  # into a keyword's folder: Arm needs one
+                (folder / "yes").mkdir(parents=True, exist_ok=True)
+                soundfile.write(folder / "yes" / name, decoded[row], 16000, subtype="PCM_16")
             noise = Path(data_dir) / "_background_noise_"
             if not noise.is_dir():
                 noise = ROOT.parent / "shared" / "data" / "_background_noise_"
