@@ -81,9 +81,9 @@ def teacher_flags(text: str, student: argparse.Namespace, flag: str = "--teacher
     """The flags of one --teacher value (or of another flag of that form: train_wake_word.py's
     --backbone); fingerprint flags it does not give are the student's."""
     parser = _teacher_parser()
-    for flag in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms",
+    for dest in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms",
                  "dct_coefficient_count", "preprocess"):
-        parser.set_defaults(**{flag: getattr(student, flag)})
+        parser.set_defaults(**{dest: getattr(student, dest)})
     try:
         words = shlex.split(text)
         parsed = parser.parse_args(words)

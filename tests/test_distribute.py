@@ -132,7 +132,8 @@ def test_multi_worker_resumes_after_a_worker_is_killed(speech_commands_dir, tmp_
 
 def test_fingerprints_in_the_step_equal_the_pipeline_ones(data_dir):
     data = processor(data_dir, seed=3, augmentation=augmentation.Augmentation(
-        time_masks=2, time_mask_max=5, frequency_masks=1, frequency_mask_max=3))
+        time_masks=2, time_mask_max=5, frequency_masks=1, frequency_mask_max=3,
+        augmentation_domain="audio"))  # the step computes the audio path's fingerprints
     host_x, host_labels = next(iter(data.training_dataset(16, start_step=2)))
     device_x, device_labels = next(iter(data.training_dataset(16, start_step=2, on_device=True)))
     assert set(device_x) == {"audio", "masks"}
