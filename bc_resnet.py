@@ -21,9 +21,21 @@ SubSpectralNorm is one MUL and one ADD of [frequency, channels] constants,
 swish is LOGISTIC and MUL, the pools are AVERAGE_POOL_2D. This module imports
 TensorFlow (SubSpectralNorm is a Keras layer); models.py imports it when a
 bc_resnet is built.
+
+Three layers compute the same function in training with other ops than in
+inference, ops whose gradients TensorFlow runs faster on CPU (a training step
+of BC-ResNet-1 at batch 100: bench/bench_bc_resnet_step.py). SubSpectralNorm
+is a batch norm with its gradient written out in sums and row broadcasts of the
+4-D input, instead of a Keras batch norm of two axes of it as 5-D (moments and
+broadcasts that are slow on CPU, and more of them in the gradient);
+FrequencyMean a reduce_mean instead of AvgPool; FullBandDepthwiseConv2D, whose
+kernel spans all frequency bins, a depthwise convolution over time of the bins
+as channels and a sum. Inference, and so conversion to TensorFlow Lite, keeps
+the plain layers' ops; tests/test_bc_resnet.py pins each training path to the
+plain formulation.
 """
 import math
-from typing import List, Sequence
+from typing import Callable, List, Sequence, Tuple
 
 import cli
 from cli import UsageError
@@ -44,12 +56,14 @@ class SubSpectralNorm(tf.keras.layers.Layer):
     """Batch norm of each (frequency sub-band, channel) pair (Chang et al., 2021).
 
     Input [batch, time, frequency, channels], frequency a multiple of sub_bands.
-    Training normalizes the input reshaped to [batch, time, sub_bands,
-    frequency / sub_bands, channels] with a BatchNormalization over axes 2 and 4
-    (`norm`, which updates its moving statistics, and which
-    training.recalibrate_batch_norm finds). Inference computes x * scale + offset
-    with scale and offset of shape [frequency, channels], each sub-band's values
-    repeated over its bins: a broadcast MUL and ADD in TensorFlow Lite.
+    `norm`, a BatchNormalization over axes 2 and 4 of the input reshaped to
+    [batch, time, sub_bands, frequency / sub_bands, channels], holds the weights
+    and moving statistics (training.recalibrate_batch_norm finds it). Training
+    normalizes with the batch's statistics as that batch norm would and updates
+    its moving statistics likewise, on the 4-D input (_batch_normalize).
+    Inference computes x * scale + offset with scale and offset of shape
+    [frequency, channels], each sub-band's values repeated over its bins: a
+    broadcast MUL and ADD in TensorFlow Lite.
     """
 
     def __init__(self, sub_bands: int = SUB_BANDS, **kwargs):
@@ -66,24 +80,100 @@ class SubSpectralNorm(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        frequency, channels = inputs.shape[2], inputs.shape[3]
-        if training:
-            shape = tf.shape(inputs)
-            grouped = tf.reshape(inputs, [shape[0], shape[1], self.sub_bands,
-                                          frequency // self.sub_bands, channels])
-            return tf.reshape(self.norm(grouped, training=True), shape)
+        if training and self.norm.trainable:  # a frozen batch norm infers (Keras)
+            return self._batch_normalize(inputs)
         norm = self.norm
         scale = norm.gamma * tf.math.rsqrt(norm.moving_variance + norm.epsilon)
         offset = norm.beta - norm.moving_mean * scale
+        dtype = inputs.dtype  # the input's type (mixed precision)
+        return inputs * tf.cast(self._per_bin(scale, inputs), dtype) + tf.cast(
+            self._per_bin(offset, inputs), dtype)
 
-        def per_bin(values: tf.Tensor) -> tf.Tensor:  # in the input's type (mixed precision)
-            return tf.cast(tf.repeat(tf.reshape(values, [self.sub_bands, channels]),
-                                     frequency // self.sub_bands, axis=0), inputs.dtype)
+    def _per_bin(self, values: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+        """Values of each (sub-band, channel) -> [frequency, channels] of inputs' bins (each
+        sub-band's repeated): broadcast over [batch, time] like a row over a matrix."""
+        frequency, channels = inputs.shape[2], inputs.shape[3]
+        return tf.repeat(tf.reshape(values, [self.sub_bands, channels]),
+                         frequency // self.sub_bands, axis=0)
 
-        return inputs * per_bin(scale) + per_bin(offset)
+    def _batch_normalize(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Training: normalizes with the batch's mean and (biased) variance of each (sub-band,
+        channel) and moves `norm`'s statistics toward them by its momentum, as
+        BatchNormalization(axis=[2, 4]) does, in float32, with batch norm's gradient written
+        out: sums over time then batch (accurate float32 sums) and [frequency, channels] rows
+        that multiply and add, rather than the broadcasts that differentiating it would make."""
+        frequency, channels = inputs.shape[2], inputs.shape[3]
+        bins = frequency // self.sub_bands
+        norm = self.norm
+        x = tf.cast(inputs, tf.float32)
+        shape = tf.shape(x)
+        count = tf.cast(shape[0] * shape[1] * bins, tf.float32)
+
+        def band_sums(values: tf.Tensor) -> tf.Tensor:  # -> [sub_bands, channels]
+            total = tf.reduce_sum(tf.reduce_sum(values, axis=1), axis=0)
+            return tf.reduce_sum(tf.reshape(total, [self.sub_bands, bins, channels]), axis=1)
+
+        @tf.custom_gradient
+        def normalize(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor
+                      ) -> Tuple[Tuple[tf.Tensor, tf.Tensor, tf.Tensor], Callable]:
+            mean = band_sums(x) / count
+            centered = x - self._per_bin(mean, x)
+            variance = band_sums(tf.square(centered)) / count
+            rstd = tf.math.rsqrt(variance + norm.epsilon)
+            scale = gamma * rstd
+
+            def gradient(dy: tf.Tensor, *_) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                dbeta = band_sums(dy)  # (*_: the statistics' own, which only the averages read)
+                dgamma = band_sums(dy * centered) * rstd
+                dx = (dy * self._per_bin(scale, x)
+                      + centered * self._per_bin(-scale * rstd * dgamma / count, x)
+                      - self._per_bin(scale * dbeta / count, x))
+                return dx, dgamma, dbeta
+
+            y = centered * self._per_bin(scale, x) + self._per_bin(beta, x)
+            return (y, mean, variance), gradient
+
+        y, mean, variance = normalize(x, tf.reshape(norm.gamma, [self.sub_bands, channels]),
+                                      tf.reshape(norm.beta, [self.sub_bands, channels]))
+        for moving, batch in ((norm.moving_mean, mean), (norm.moving_variance, variance)):
+            moving.assign_sub((moving - tf.reshape(batch, moving.shape)) * (1 - norm.momentum))
+        return tf.cast(y, inputs.dtype)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sub_bands": self.sub_bands}
+
+
+@tf.keras.utils.register_keras_serializable(package="kws")
+class FrequencyMean(tf.keras.layers.AveragePooling2D):
+    """AveragePooling2D that, in training, when it pools all frequency bins (pool_size and
+    strides (1, frequency): [time, frequency, channels] -> [time, 1, channels]), is a
+    reduce_mean (AvgPoolGrad is slower)."""
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        if training and self.pool_size == self.strides == (1, inputs.shape[2]):
+            return tf.reduce_mean(inputs, axis=2, keepdims=True)
+        return super().call(inputs)
+
+
+@tf.keras.utils.register_keras_serializable(package="kws")
+class FullBandDepthwiseConv2D(tf.keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D that, in training, when its kernel spans every frequency bin (VALID,
+    stride 1, depth multiplier 1: [time, frequency, channels] -> [time', 1, channels]),
+    convolves [time, 1, frequency x channels] over time, the kernel's columns as channels,
+    and sums the bins (the gradient of the 2-D depthwise kernel is slower)."""
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        taps, width = self.kernel_size
+        _, _, frequency, channels = inputs.shape
+        if not (training and width == frequency and self.padding == "valid"
+                and self.strides == self.dilation_rate == (1, 1) and self.depth_multiplier == 1):
+            return super().call(inputs)
+        shape = tf.shape(inputs)
+        columns = tf.reshape(inputs, [shape[0], shape[1], 1, frequency * channels])
+        kernel = tf.reshape(self.depthwise_kernel, [taps, 1, frequency * channels, 1])
+        y = tf.nn.depthwise_conv2d(columns, kernel, [1, 1, 1, 1], "VALID")
+        y = tf.reduce_sum(tf.reshape(y, [shape[0], -1, frequency, channels]), 2, keepdims=True)
+        return self.activation(tf.nn.bias_add(y, self.bias) if self.use_bias else y)
 
 
 def _conv_bn_relu(x: tf.Tensor, layer: tf.keras.layers.Layer) -> tf.Tensor:
@@ -105,7 +195,7 @@ def _block(x: tf.Tensor, channels: int, stage: int, frequency_stride: int) -> tf
     auxiliary = SubSpectralNorm()(x)
     # f1, on the frequency average: temporal-depthwise dilated 1x3 convolution, BN, swish, 1x1.
 
-    x = layers.AveragePooling2D(pool_size=(1, auxiliary.shape[2]))(auxiliary)
+    x = FrequencyMean(pool_size=(1, auxiliary.shape[2]))(auxiliary)
     x = layers.DepthwiseConv2D((3, 1), dilation_rate=(2 ** stage, 1), padding="same",
                                use_bias=False)(x)
     x = layers.Activation("swish")(layers.BatchNormalization()(x))  # LOGISTIC, MUL in TFLite
@@ -191,7 +281,7 @@ def create_bc_resnet_model(model_settings: ModelSettings,
             stride = 2 if stage in STRIDED_STAGES and block == 0 else 1
             x = _block(x, channels[stage + 1], stage, stride)
     x = layers.ZeroPadding2D(((2, 2), (0, 0)))(x)
-    x = layers.DepthwiseConv2D(5, padding="valid", use_bias=False)(x)
+    x = FullBandDepthwiseConv2D(5, padding="valid", use_bias=False)(x)
     x = _conv_bn_relu(x, layers.Conv2D(channels[-1], 1, use_bias=False))
     x = layers.AveragePooling2D(pool_size=x.shape[1:3])(x)
     x = layers.Flatten()(x)

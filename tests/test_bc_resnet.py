@@ -1,7 +1,9 @@
-"""BC-ResNet (bc_resnet.py): the paper's sizes, SubSpectralNorm in training and inference, batch
-norm recalibration, the refused geometries, and end to end on tiny data: train.py, convert.py to
-int8 builtin ops, TFLM next to LiteRT, and the deployment report."""
+"""BC-ResNet (bc_resnet.py): the paper's sizes, SubSpectralNorm in training and inference, the
+training paths of its layers against the plain formulations they stand for, batch norm
+recalibration, the refused geometries, and end to end on tiny data: train.py, convert.py to int8
+builtin ops, TFLM next to LiteRT, and the deployment report."""
 import json
+from typing import Callable, List, Sequence
 
 import numpy as np
 import pytest
@@ -79,6 +81,84 @@ def test_sub_spectral_norm_normalizes_each_sub_band_and_infers_with_its_statisti
     norm.set_weights([gamma, beta, mean, var])
     expected = (sub_bands(inputs) - mean) / np.sqrt(var + norm.epsilon) * gamma + beta
     np.testing.assert_allclose(layer(inputs).numpy(), expected.reshape(inputs.shape), rtol=1e-5)
+
+
+def forward_and_gradients(call: Callable[[tf.Tensor], tf.Tensor], inputs: np.ndarray,
+                          variables: Sequence[tf.Variable]) -> List[np.ndarray]:
+    """call(inputs) and the gradients of a random projection of it by inputs and variables."""
+    inputs = tf.constant(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = call(inputs)
+        projection = tf.random.stateless_normal(outputs.shape, [0, 1])
+        loss = tf.reduce_sum(outputs * projection)
+    return [outputs.numpy()] + [g.numpy() for g in tape.gradient(loss, [inputs, *variables])]
+
+
+def assert_all_close(values: Sequence[np.ndarray], expected_values: Sequence[np.ndarray],
+                     rtol: float) -> None:
+    """Each value within rtol of its expected value or 1e-5 of the largest expected one."""
+    for value, expected in zip(values, expected_values, strict=True):
+        np.testing.assert_allclose(value, expected, rtol=rtol, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("frequency, channels", [(20, 8), (10, 12), (5, 20)])  # 4, 2, 1 bins
+def test_sub_spectral_norm_is_the_batch_norm_of_the_sub_bands(frequency, channels):
+    """The training path (sums over the 4-D input) against what it stands for:
+    BatchNormalization(axis=[2, 4]) of the input as [batch, time, 5, bins, channels], with the
+    same weights: outputs, gradients, moving statistics; a frozen norm infers in both."""
+    rng = np.random.default_rng(frequency)
+    shape = (16, 98, frequency, channels)  # the published frames; values of a ReLU'd block
+    inputs = np.maximum(rng.normal(0.5, 2, shape), 0).astype(np.float32)
+    layer = bc_resnet.SubSpectralNorm()
+    layer.build(shape)
+    plain = tf.keras.layers.BatchNormalization(axis=[2, 4], momentum=0.5)
+    grouped = (16, 98, 5, frequency // 5, channels)
+    plain.build(grouped)
+    weights = [rng.uniform(0.5, 2, (1, 1, 5, 1, channels)).astype(np.float32) for _ in range(4)]
+    layer.norm.set_weights(weights)
+    plain.set_weights(weights)
+    layer.norm.momentum = 0.5
+
+    def plain_call(training):
+        return lambda x: tf.reshape(plain(tf.reshape(x, grouped), training=training), shape)
+
+    norm = layer.norm
+    got = forward_and_gradients(lambda x: layer(x, training=True), inputs, [norm.gamma, norm.beta])
+    want = forward_and_gradients(plain_call(True), inputs, [plain.gamma, plain.beta])
+    assert_all_close(got, want, rtol=1e-4)
+    for moving, expected in ((norm.moving_mean, plain.moving_mean),
+                             (norm.moving_variance, plain.moving_variance)):
+        np.testing.assert_allclose(moving.numpy(), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(layer(inputs).numpy(), plain_call(False)(inputs).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    layer.trainable = plain.trainable = False
+    np.testing.assert_allclose(layer(inputs, training=True).numpy(),
+                               plain_call(True)(inputs).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer, plain, shape", [
+    (bc_resnet.FrequencyMean(pool_size=(1, 20)), tf.keras.layers.AveragePooling2D((1, 20)),
+     (8, 98, 20, 8)),
+    (bc_resnet.FullBandDepthwiseConv2D(5, use_bias=False),
+     tf.keras.layers.DepthwiseConv2D(5, use_bias=False), (8, 102, 5, 20)),
+    (bc_resnet.FullBandDepthwiseConv2D(5, activation="relu"),
+     tf.keras.layers.DepthwiseConv2D(5, activation="relu"), (8, 102, 5, 20)),
+], ids=["frequency_mean", "full_band_depthwise", "full_band_depthwise_bias_relu"])
+def test_training_paths_compute_the_plain_layers(layer, plain, shape):
+    """FrequencyMean's and FullBandDepthwiseConv2D's training ops give the outputs and gradients
+    of the plain layer with the same weights (in inference they are the plain layer)."""
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(0, 1, shape).astype(np.float32)
+    layer.build(shape)
+    plain.build(shape)
+    weights = [rng.normal(0, 1, weight.shape).astype(np.float32) for weight in layer.weights]
+    layer.set_weights(weights)
+    plain.set_weights(weights)
+    got = forward_and_gradients(lambda x: layer(x, training=True), inputs, layer.weights)
+    assert_all_close(got, forward_and_gradients(lambda x: plain(x, training=True), inputs,
+                                                plain.weights), rtol=1e-5)
+    np.testing.assert_array_equal(layer(inputs).numpy(), plain(inputs).numpy())
 
 
 def test_batch_norm_recalibration_reaches_the_sub_spectral_norm():
