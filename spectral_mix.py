@@ -59,7 +59,7 @@ def short_time_spectra(audio: np.ndarray, settings: ModelSettings, bins: int) ->
     the periodic Hann window and the rfft of the fingerprint's front end."""
     import scipy.fft
     window, hop, fft_length = frame_geometry(settings)
-    hann = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(window) / window)).astype(np.float32)
+    hann = features.hann_window(window).astype(np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(audio, window, axis=-1)[..., ::hop, :]
     return scipy.fft.rfft(frames * hann, fft_length, workers=-1)[..., :bins].astype(np.complex64)
 
