@@ -14,7 +14,7 @@ Modes:
                              weights only (int8 or float16), float activations
   --no-quantize              float32 -> <architecture>.tflite
   --include_features [int16|float32]   (not with int16x8 or dynamic_range) one clip of
-                             audio in, the fingerprint inside (raw_audio.py) -> <arch>_audio...
+                             audio in, the fingerprint inside (kws/export/raw_audio.py) -> <arch>_audio...
 
 Full-integer quantization calibrates the activation ranges on a representative
 data set: --representative_samples clips of the training partition of
@@ -39,28 +39,21 @@ Afterwards the new model runs on the test partition (or --test_dir) next to
 the float Keras model, and a deployment report (size, gzip size, parameters,
 multiply-accumulates, peak activation memory, ops) is printed; --report_json
 saves it, --c_array also writes the model as a C source/header pair for TFLite
-Micro. Every .tflite carries its labels and settings as metadata (model_metadata.py).
+Micro. Every .tflite carries its labels and settings as metadata (kws/runtime/metadata.py).
 """
 import argparse
 import os
 import time
 
-import augmentation
-import calibration
-import checkpoints
-import cli
-import conversion
-import evaluation
-import features
-import input_data
-import model_metadata
-import models
-import quantization
-import raw_audio
-import stream_model
-import tflite_report
-import tflm_runtime
-from cli import UsageError
+from kws import cli, evaluation, features, vocabulary
+from kws.cli import UsageError
+from kws.data import augmentation, speech_commands
+from kws.export import calibration, conversion, quantization, raw_audio, stateful_model
+from kws.models import registry
+from kws.runtime import metadata as model_metadata
+from kws.runtime import report as tflite_report
+from kws.runtime import tflm
+from kws.training import checkpoints
 
 
 def main(args: argparse.Namespace) -> None:
@@ -71,15 +64,15 @@ def main(args: argparse.Namespace) -> None:
         calibration.check_input_clip_percentile(args.input_clip_percentile)
     if args.test_dir and not os.path.isdir(args.test_dir):
         raise UsageError(f"--test_dir {args.test_dir} is not a folder")
-    model_settings = input_data.model_settings_from_flags(args)
-    model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model_settings = speech_commands.model_settings_from_flags(args)
+    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
-    stream = stream_model.from_flags(args, model, model_settings)
+    stream = stateful_model.from_flags(args, model, model_settings)
     name = args.model_architecture + "_streaming" * args.streaming
     output_file = args.output_file or quantization.default_output_file(
         name + ("_audio" if args.include_features else ""), mode)
-    data = input_data.DataSource(args, model_settings)
+    data = speech_commands.DataSource(args, model_settings)
     clips, source = None, None
     if mode.calibrated:
         clips, source = calibration.representative_clips(args, data)
@@ -90,25 +83,25 @@ def main(args: argparse.Namespace) -> None:
     content, check_inputs = conversion.convert(model, model_settings, mode, clips,
                                                args.input_clip_percentile, stream,
                                                args.include_features)
-    labels = input_data.words_list_from_flags(args)
+    labels = vocabulary.words_list_from_flags(args)
     content = model_metadata.add_metadata(content, model_metadata.describe(
         model_settings, labels, args.include_features, stream))
-    tflite = quantization.check_runs(content, check_inputs, mode, bool(args.include_features))
+    tflite = quantization.check_runs(content, check_inputs, mode)
     cli.write_atomically(output_file, content)
     print(f"Wrote {output_file} ({len(content):,} bytes) in {time.perf_counter() - start:.1f} s")
     if args.c_array:
         print("Wrote {} and {}".format(*tflite_report.write_c_array(output_file, content)))
     report = tflite_report.analyze(content)
-    report.update(tflm_runtime.report_figures(content, output_file))
+    report.update(tflm.report_figures(content, output_file))
     print(tflite_report.format_report(report, output_file))
     figures = {"tflite_path": output_file, "mode": mode.quantization,
                "inference_type": mode.inference_type, "include_features": args.include_features,
                "architecture": args.model_architecture,
                "model_size_info": list(args.model_size_info or
-                                       models.MODELS[args.model_architecture].default_size_info),
+                                       registry.MODELS[args.model_architecture].default_size_info),
                "checkpoint": prefix, "calibration": source,
                "input_clip_percentile": args.input_clip_percentile if source else None,
-               "report": report, "keras": models.model_figures(model),
+               "report": report, "keras": registry.model_figures(model),
                "accuracy": evaluation.compare_accuracy(
                    args, data, model, tflite, os.path.basename(output_file), labels)}
     if args.report_json:
@@ -117,11 +110,11 @@ def main(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    input_data.add_data_flags(parser)
-    input_data.add_label_flags(parser)
+    speech_commands.add_data_flags(parser)
+    vocabulary.add_label_flags(parser)
     features.add_feature_flags(parser)
     augmentation.add_augmentation_flags(parser, fingerprint_masks=False)
-    models.add_model_flags(parser)
+    registry.add_model_flags(parser)
     group = parser.add_argument_group("conversion")
     checkpoints.add_checkpoint_flag(group, "Checkpoint to convert")
     quantization.add_quantization_flags(group)
@@ -130,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "<architecture>.tflite with --no-quantize, ... in the current folder).")
     calibration.add_calibration_flags(group)
     raw_audio.add_include_features_flag(group)
-    stream_model.add_streaming_flag(group)
+    stateful_model.add_streaming_flag(group)
     group.add_argument("--report_json", default=None,
                        help="Also write the deployment report and accuracies to this JSON file.")
     group.add_argument("--c_array", action="store_true",

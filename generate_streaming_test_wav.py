@@ -15,8 +15,8 @@ and --seed give the same files.
 """
 import argparse
 
-import cli
-import recording
+from kws import cli
+from kws.detection import recordings as recording
 
 
 def main(args: argparse.Namespace) -> None:

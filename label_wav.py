@@ -1,4 +1,4 @@
-"""Labels audio files with a trained model: the top labels of a clip, the keywords of a recording.
+"""Labels audio files with a trained model: the top labels of a clip, the keywords of a recordings.
 
     python label_wav.py --tflite_path ds_cnn_quantized.tflite --labels labels.txt \\
         --window_size_ms 40 --window_stride_ms 20 --dct_coefficient_count 10 clip.wav
@@ -16,7 +16,7 @@ that detected it; _silence_ and _unknown_ are never detections). Labels come
 from --labels (a file, one label per line, like Arm's labels.txt) or else from
 --wanted_words. A .tflite that convert.py wrote carries its labels, fingerprint
 settings (and a wake-word model its threshold) as metadata, which replace those
-flags (model_metadata.py). A raw-audio .tflite (convert.py --include_features)
+flags (kws/runtime/metadata.py). A raw-audio .tflite (convert.py --include_features)
 is fed the audio itself.
 """
 import argparse
@@ -24,15 +24,11 @@ from typing import List, Sequence
 
 import numpy as np
 
-import audio_io
-import cli
-import features
-import input_data
-import model_metadata
-import recording
-import scoring
-import streaming
-from cli import UsageError
+from kws import cli, features, vocabulary
+from kws.cli import UsageError
+from kws.data import audio_io, speech_commands
+from kws.detection import detector, recordings, scoring
+from kws.runtime import metadata as model_metadata
 
 
 def top_labels(scores: np.ndarray, labels: Sequence[str], how_many: int) -> List[tuple]:
@@ -42,10 +38,10 @@ def top_labels(scores: np.ndarray, labels: Sequence[str], how_many: int) -> List
 
 
 def detection_lines(audio: np.ndarray, model_settings: features.ModelSettings,
-                    scorer: streaming.Scorer, labels: Sequence[str],
-                    settings: streaming.DetectionSettings) -> List[str]:
-    """`time_ms label score` of each keyword detected in a recording."""
-    stream = streaming.stream_scores(audio, model_settings, scorer, labels, settings)
+                    scorer: detector.Scorer, labels: Sequence[str],
+                    settings: detector.DetectionSettings) -> List[str]:
+    """`time_ms label score` of each keyword detected in a recordings."""
+    stream = detector.stream_scores(audio, model_settings, scorer, labels, settings)
     detections = stream.detections(settings.detection_threshold, settings.suppression_ms)
     if not detections:
         return [f"no keyword above --detection_threshold {settings.detection_threshold:g}"]
@@ -57,10 +53,10 @@ def main(args: argparse.Namespace) -> None:
     paths = list(args.wav or []) + list(args.files or [])
     if not paths:
         raise UsageError("no audio files: give them as arguments or with --wav")
-    labels = scoring.labels_from_flags(args)
-    model_settings = input_data.model_settings_from_flags(args)
+    labels = vocabulary.labels_from_flags(args)
+    model_settings = speech_commands.model_settings_from_flags(args)
     score = scoring.scorer_from_flags(args, model_settings, labels)
-    audios, kept, errors = recording.read_recordings(paths, model_settings.sample_rate)
+    audios, kept, errors = recordings.read_recordings(paths, model_settings.sample_rate)
     if errors:
         if not audios:
             raise UsageError(errors[0] + ("" if len(errors) == 1 else f" (and {len(errors) - 1} more)"))
@@ -70,10 +66,10 @@ def main(args: argparse.Namespace) -> None:
     scores = {}
     if clip_rows:
         clips = np.stack([np.pad(audios[row], (0, desired - len(audios[row]))) for row in clip_rows])
-        inputs = (clips if streaming.takes_audio(score)
+        inputs = (clips if detector.takes_audio(score)
                   else features.Fingerprinter(model_settings)(clips))
         scores = dict(zip(clip_rows, score(inputs)))
-    settings = streaming.detection_settings_from_flags(args)
+    settings = detector.detection_settings_from_flags(args)
     for row, position in enumerate(kept):
         if len(paths) > 1:
             print(f"{paths[position]}:")
@@ -91,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--how_many_labels", type=cli.positive_int, default=3,
                         help="How many labels to print per clip.")
     scoring.add_scorer_flags(parser)
-    streaming.add_detection_flags(parser)
+    detector.add_detection_flags(parser)
     return parser
 
 

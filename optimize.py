@@ -52,24 +52,16 @@ the same clips.
 """
 import argparse
 
-import augmentation
-import calibration
-import checkpoints
-import cli
-import distribute
-import features
-import input_data
-import models
-import optimization
-import optimization_report
-import training
+from kws import cli
+from kws.optimization import report
+from kws.optimization import run as optimization
 
 
 def main(args: argparse.Namespace) -> None:
     outcome = optimization.optimize(args)
     print(f"\nSaved {outcome.prefix} (validation accuracy {outcome.accuracy:.4f}); load it with the same "
           f"--model_architecture and --model_size_info")
-    print(optimization_report.format_kernel_stats(outcome.stats))
+    print(report.format_kernel_stats(outcome.stats))
     for line in outcome.checks:
         print(line)
     if outcome.int8_path:
@@ -84,20 +76,7 @@ def main(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    input_data.add_data_flags(parser)
-    input_data.add_label_flags(parser)
-    features.add_feature_flags(parser)
-    augmentation.add_augmentation_flags(parser)
-    models.add_model_flags(parser)
-    training.add_training_flags(parser, steps="2000,2000", learning_rate="0.0001,0.00002")
-    parser.set_defaults(train_dir="/tmp/speech_commands_optimize",
-                        summaries_dir="/tmp/optimize_logs")
-    distribute.add_distribution_flags(parser, training_only=False)
-    group = parser.add_argument_group("optimization")
-    checkpoints.add_checkpoint_flag(group, "The trained float checkpoint to start from")
-    optimization.add_optimization_flags(group)
-    calibration.add_calibration_flags(parser.add_argument_group(
-        "calibration of quantization-aware training (the clips convert.py calibrates with)"))
+    optimization.add_flags(parser)
     return parser
 
 

@@ -7,7 +7,7 @@ The data set is indexed and split exactly as train.py does it from --data_dir
 (the same data, label and split flags, --seed included: the same partitions,
 labels, silence and unknown samples), decoded a shard at a time and written
 as <partition>-NNNNN-of-MMMMM.tfrecord files of --clips_per_shard int16 clips
-with their labels, plus the background noise and manifest.json (records.py
+with their labels, plus the background noise and manifest.json (kws/data/shards.py
 describes the format). train.py --shards_dir then reads the clips from disk
 (each worker its own shards) instead of holding them in memory; augmentation
 and fingerprints are as from --data_dir. Every file is written under a
@@ -16,10 +16,9 @@ folder, and a folder that has one is not overwritten.
 """
 import argparse
 
-import cli
-import features
-import input_data
-import records
+from kws import cli, features, vocabulary
+from kws.data import shards as records
+from kws.data import speech_commands as input_data
 
 
 def main(args: argparse.Namespace) -> None:
@@ -34,7 +33,7 @@ def main(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
     input_data.add_data_flags(parser, evaluation_folders=False, decode_cache=False)
-    input_data.add_label_flags(parser)
+    vocabulary.add_label_flags(parser)
     features.add_feature_flags(parser)
     records.add_shard_flags(parser, writing=True)
     return parser

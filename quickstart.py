@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 
-import cli
+from kws import cli
 
 DS_CNN_FLAGS = ["--model_architecture", "ds_cnn", "--model_size_info",
                 "5", "64", "10", "4", "2", "2", "64", "3", "3", "1", "1", "64", "3", "3", "1", "1",

@@ -31,9 +31,8 @@ restarted with the same flags.
 """
 import argparse
 
-import cli
-import synthesis
-import synthesis_engines
+from kws import cli
+from kws.data import synthesis, synthesis_engines
 
 
 def main(args: argparse.Namespace) -> None:

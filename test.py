@@ -10,22 +10,19 @@ draws each confusion matrix as a PNG.
 import argparse
 import os
 
-import checkpoints
-import cli
-import evaluation
-import features
-import input_data
-import models
-import plots
+from kws import cli, evaluation, features, plots, vocabulary
+from kws.data import speech_commands
+from kws.models import registry
+from kws.training import checkpoints
 
 
 def main(args: argparse.Namespace) -> None:
-    model_settings = input_data.model_settings_from_flags(args)
-    words_list = input_data.words_list_from_flags(args)
-    model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model_settings = speech_commands.model_settings_from_flags(args)
+    words_list = vocabulary.words_list_from_flags(args)
+    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
-    data = input_data.DataSource(args, model_settings)
+    data = speech_commands.DataSource(args, model_settings)
     sets = evaluation.test_sets(args, data)
     figures = {name: evaluation.report(name, evaluation.evaluate(model, fingerprints, labels,
                                                                  len(words_list)), words_list)
@@ -37,10 +34,10 @@ def main(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    input_data.add_data_flags(parser)
-    input_data.add_label_flags(parser)
+    speech_commands.add_data_flags(parser)
+    vocabulary.add_label_flags(parser)
     features.add_feature_flags(parser)
-    models.add_model_flags(parser)
+    registry.add_model_flags(parser)
     checkpoints.add_checkpoint_flag(parser, "Checkpoint to evaluate")
     evaluation.add_evaluation_flags(parser)
     plots.add_plot_flag(parser, "the confusion matrix of each set")

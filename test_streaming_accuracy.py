@@ -16,53 +16,49 @@ the window that detected it); --sweep_thresholds adds false alarms per hour agai
 miss rate over thresholds, and --plot_dir draws that curve. A streaming .tflite (convert.py
 --streaming) runs natively: one call per its own stride over the whole recording, its states
 kept. A .tflite that convert.py wrote carries its labels and fingerprint settings
-(model_metadata.py): those flags are not needed.
+(kws/runtime/metadata.py): those flags are not needed.
 """
 import argparse
 import time
 
-import cli
-import evaluation
-import input_data
-import model_metadata
-import plots
-import recording
-import scoring
-import streaming
+from kws import cli, evaluation, plots, vocabulary
+from kws.data import speech_commands as input_data
+from kws.detection import detector, recordings, scoring
+from kws.runtime import metadata
 
 FALSE_ALARMS_PER_HOUR = 1.0  # the operating point read off the sweep
 
 
 def main(args: argparse.Namespace) -> None:
-    args = model_metadata.flags_with_metadata(args)
+    args = metadata.flags_with_metadata(args)
     if args.plot_dir and not args.sweep_thresholds:
         raise cli.UsageError("--plot_dir draws the detection curve of --sweep_thresholds: add it")
-    labels = scoring.labels_from_flags(args)
+    labels = vocabulary.labels_from_flags(args)
     model_settings = input_data.model_settings_from_flags(args)
     scorer = scoring.scorer_from_flags(args, model_settings, labels)
-    settings = streaming.detection_settings_from_flags(args)
-    truth = recording.read_ground_truth(args.ground_truth)
-    audio = recording.read_recording(args.wav, model_settings.sample_rate)
+    settings = detector.detection_settings_from_flags(args)
+    truth = recordings.read_ground_truth(args.ground_truth)
+    audio = recordings.read_recording(args.wav, model_settings.sample_rate)
     duration_s = len(audio) / model_settings.sample_rate
     start = time.perf_counter()
-    stream = streaming.stream_scores(audio, model_settings, scorer, labels, settings)
+    stream = detector.stream_scores(audio, model_settings, scorer, labels, settings)
     scoring_s = time.perf_counter() - start
     print(f"Scored {len(stream.times_ms)} windows of {duration_s:.1f} s of {args.wav} every "
           f"{stream.stride_ms:g} ms in {scoring_s:.1f} s")
     detections = stream.detections(settings.detection_threshold, settings.suppression_ms)
     clip_ms = model_settings.clip_duration_ms
-    figures = streaming.match(detections, truth, args.time_tolerance_ms, duration_s,
+    figures = detector.match(detections, truth, args.time_tolerance_ms, duration_s,
                               clip_ms).figures()
-    print(f"At threshold {settings.detection_threshold:g}: {streaming.format_figures(figures)}")
+    print(f"At threshold {settings.detection_threshold:g}: {detector.format_figures(figures)}")
     figures.update(settings=dict(vars(settings), time_tolerance_ms=args.time_tolerance_ms),
                    windows=len(stream.times_ms), scoring_s=scoring_s)
     if args.sweep_thresholds:
-        rows = streaming.sweep(stream, truth, settings.suppression_ms, args.time_tolerance_ms,
+        rows = detector.sweep(stream, truth, settings.suppression_ms, args.time_tolerance_ms,
                                duration_s, clip_ms)
-        print(streaming.format_sweep(rows))
-        point = streaming.threshold_for_false_alarms(rows, FALSE_ALARMS_PER_HOUR)
+        print(detector.format_sweep(rows))
+        point = detector.threshold_for_false_alarms(rows, FALSE_ALARMS_PER_HOUR)
         print(f"Lowest threshold with at most {FALSE_ALARMS_PER_HOUR:g} false alarm per hour: "
-              + (f"{point['threshold']:g}: {streaming.format_figures(point)}" if point
+              + (f"{point['threshold']:g}: {detector.format_figures(point)}" if point
                  else "none of the sweep's"))
         figures.update(sweep=rows, at_1_false_alarm_per_hour=point)
         plots.detection_curve(args.plot_dir, rows, point, args.wav)
@@ -76,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ground_truth", required=True,
                         help="Its keywords: one label,time_ms line each (the start of the clip).")
     scoring.add_scorer_flags(parser)
-    streaming.add_detection_flags(parser)
-    streaming.add_accuracy_flags(parser)
+    detector.add_detection_flags(parser)
+    detector.add_accuracy_flags(parser)
     plots.add_plot_flag(parser, "the detection curve of --sweep_thresholds (miss rate against "
                         "false alarms per hour, the operating point marked)")
     return parser

@@ -6,7 +6,7 @@ Any keyword-spotting .tflite whose input is the MFCC fingerprint and whose
 output is one score per label: ours or Arm's, float or quantized input and
 output (the scale and zero point are read from the model), batch 1 or any
 batch. A .tflite that convert.py wrote carries its labels and fingerprint
-settings (model_metadata.py): no flag is needed, and one given that disagrees
+settings (kws/runtime/metadata.py): no flag is needed, and one given that disagrees
 is a warning (--force_flags to use it). Otherwise the fingerprint comes from
 the fingerprint flags (e.g. Arm's models need --window_size_ms 40
 --window_stride_ms 20 --dct_coefficient_count 10, DNNs --window_stride_ms 40);
@@ -24,26 +24,22 @@ import argparse
 import os
 import time
 
-import cli
-import evaluation
-import features
-import input_data
-import model_metadata
-import plots
-import tflite_model
+from kws import cli, evaluation, features, plots, vocabulary
+from kws.data import speech_commands
+from kws.runtime import metadata, tflite_model
 
 
 def main(args: argparse.Namespace) -> None:
-    args = model_metadata.flags_with_metadata(args)
-    model_settings = input_data.model_settings_from_flags(args)
-    words_list = input_data.words_list_from_flags(args)
+    args = metadata.flags_with_metadata(args)
+    model_settings = speech_commands.model_settings_from_flags(args)
+    words_list = vocabulary.words_list_from_flags(args)
     model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
                                      runtime=args.runtime)
     model.check_settings(model_settings, args, words_list)
     audio = " (raw audio: the model computes the fingerprint)" if model.takes_audio else ""
     print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}{audio}, "
           f"output {model.output_type}[{model.label_count}]")
-    data = input_data.DataSource(args, model_settings)
+    data = speech_commands.DataSource(args, model_settings)
     sets = evaluation.test_sets(args, data, audio=model.takes_audio)
     figures = {}
     for name, (inputs, labels) in sets.items():
@@ -60,8 +56,8 @@ def main(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    input_data.add_data_flags(parser)
-    input_data.add_label_flags(parser)
+    speech_commands.add_data_flags(parser)
+    vocabulary.add_label_flags(parser)
     features.add_feature_flags(parser)
     tflite_model.add_tflite_flags(parser)
     evaluation.add_evaluation_flags(parser)

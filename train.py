@@ -19,19 +19,15 @@ accuracy and cross entropy against steps at the end (TensorBoard's summaries sta
 """
 import argparse
 
-import augmentation
-import cli
-import distillation
-import distribute
-import evaluation
-import features
-import input_data
-import models
-import plots
-import records
-import training
+from kws import cli, evaluation, features, plots, tf_env, vocabulary
+from kws.data import augmentation
+from kws.data import shards as records
+from kws.data import speech_commands
+from kws.models import registry
+from kws.training import distillation, distribute
+from kws.training import trainer as training
 
-tf = cli.import_tensorflow()
+tf = tf_env.import_tensorflow()
 
 
 def main(args: argparse.Namespace) -> None:
@@ -41,16 +37,16 @@ def main(args: argparse.Namespace) -> None:
     chief = distribute.is_chief(strategy)
     tf.keras.utils.set_random_seed(args.seed)
     distribute.set_precision(args)
-    model_settings = input_data.model_settings_from_flags(args)
+    model_settings = speech_commands.model_settings_from_flags(args)
     with strategy.scope():
-        model = models.create_model(model_settings, args.model_architecture, args.model_size_info)
+        model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
     if chief:
         print(distribute.describe(strategy))
-        print(models.summary_line(model, args.model_architecture, args.model_size_info))
+        print(registry.summary_line(model, args.model_architecture, args.model_size_info))
     processor = records.data_from_flags(args, model_settings)
     if chief:
         print("Samples per partition: " + ", ".join(
-            f"{name} {processor.set_size(name)}" for name in input_data.PARTITIONS))
+            f"{name} {processor.set_size(name)}" for name in speech_commands.PARTITIONS))
     if not len(processor.fingerprints("validation")[1]) and chief:
         print("The validation partition is empty: no model selection, the last model is kept as best")
     with strategy.scope():
@@ -73,12 +69,12 @@ def main(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    input_data.add_data_flags(parser)
+    speech_commands.add_data_flags(parser)
     records.add_shard_flags(parser)
-    input_data.add_label_flags(parser)
+    vocabulary.add_label_flags(parser)
     features.add_feature_flags(parser)
     augmentation.add_augmentation_flags(parser)
-    models.add_model_flags(parser)
+    registry.add_model_flags(parser)
     training.add_training_flags(parser)
     distillation.add_distillation_flags(parser)
     distribute.add_distribution_flags(parser)

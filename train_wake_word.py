@@ -12,21 +12,21 @@ and writes <output_dir>/<word>.tflite: one int8 model of backbone and head
 (streaming where the architecture allows) with the threshold in its metadata, so
 that `test_streaming_accuracy.py --tflite_path <it> --wav W --ground_truth G` needs
 no other flag; then its deployment report and a run under TFLM. Interrupted, the
-same command goes on from the last finished stage (wake_word.py lists them).
+same command goes on from the last finished stage (kws/wake_word/stages.py lists them).
 """
 import argparse
 
-import cli
-import wake_word
+from kws import cli
+from kws.wake_word import stages
 
 
 def main(args: argparse.Namespace) -> None:
-    wake_word.main(args)
+    stages.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    wake_word.add_flags(parser)
+    stages.add_flags(parser)
     return parser
 
 

@@ -2,9 +2,9 @@
 
     python bench/bench_arm_reference.py [--test_dir DIR] [--reference_dir DIR]
 
-Each checkpoint is built with models.create_model from the flags it was trained
+Each checkpoint is built with registry.create_model from the flags it was trained
 with, loaded with checkpoints.load_weights and run with evaluation.predict on the
-fingerprints (input_data.load_evaluation_folder + Fingerprinter) of the 2,738
+fingerprints (speech_commands.load_evaluation_folder + Fingerprinter) of the 2,738
 clips of speech_commands_test_v0.02_dev. The reference figures are those of
 ../shared/README.md (the checkpoints in Arm's builder, same clips, same
 features); every difference must be within --tolerance. Exit status 1 otherwise.
@@ -20,8 +20,9 @@ from typing import Dict, Sequence, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402  (selects tf-keras before TensorFlow)
-from cli import UsageError  # noqa: E402
+from kws import cli  # noqa: E402
+from kws import vocabulary  # noqa: E402
+from kws.cli import UsageError  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -66,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test_dir", default=str(SHARED / "data" / "speech_commands_test_v0.02_dev"),
                         help="Evaluation folder: one folder per label.")
     parser.add_argument("--reference_dir", default=str(SHARED / "reference" / "arm_pretrained"),
-                        help="Arm's published models.")
+                        help="Arm's published registry.")
     parser.add_argument("--tolerance", type=float, default=0.002,
                         help="Largest allowed |our accuracy - reference|.")
     return parser
@@ -75,16 +76,15 @@ def make_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import checkpoints
-    import evaluation
-    import features
-    import input_data
-    import models
+    from kws import evaluation, features
+    from kws.data import speech_commands
+    from kws.models import registry
+    from kws.training import checkpoints
 
     for flag, folder in (("--test_dir", args.test_dir), ("--reference_dir", args.reference_dir)):
         if not os.path.isdir(folder):
             raise UsageError(f"{flag} {folder} is not a folder (it lives in ../shared)")
-    words_list = input_data.prepare_words_list(input_data.DEFAULT_WANTED_WORDS.split(","))
+    words_list = vocabulary.prepare_words_list(vocabulary.DEFAULT_WANTED_WORDS.split(","))
     fingerprints: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}  # per window stride
     print(f"{'model':14s} {'ours':>7s} {'Arm':>7s} {'diff':>8s}  clips   seconds")
     worst = 0.0
@@ -93,10 +93,10 @@ def main(args: argparse.Namespace) -> int:
         settings = features.prepare_model_settings(len(words_list), 16000, 1000, 40,
                                                    entry.window_stride_ms, 10)
         if entry.window_stride_ms not in fingerprints:
-            clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words_list, settings)
+            clips, labels, _ = speech_commands.load_evaluation_folder(args.test_dir, words_list, settings)
             fingerprints[entry.window_stride_ms] = (features.Fingerprinter(settings)(clips), labels)
         inputs, labels = fingerprints[entry.window_stride_ms]
-        model = models.create_model(settings, entry.architecture, entry.model_size_info)
+        model = registry.create_model(settings, entry.architecture, entry.model_size_info)
         checkpoints.load_weights(model, os.path.join(args.reference_dir, entry.checkpoint))
         accuracy = float(np.mean(np.argmax(evaluation.predict(model, inputs), axis=1) == labels))
         difference = accuracy - entry.reference_accuracy

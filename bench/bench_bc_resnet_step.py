@@ -1,4 +1,4 @@
-"""Training step of BC-ResNet-1 before and after bc_resnet.py's training paths, beside DS-CNN-S.
+"""Training step of BC-ResNet-1 before and after kws/models/bc_resnet.py's training paths, beside DS-CNN-S.
 
     python bench/bench_bc_resnet_step.py [--before REV] [--steps 10] [--rounds 5] [--warmup 5]
                                          [--batch_size 100]
@@ -6,9 +6,9 @@
 Times training.Trainer.train_step (the forward pass in training mode, sparse
 categorical cross entropy, Adam) on random fingerprints and labels (a pool of 4
 batches) of --batch_size, for three models:
-  bc_resnet before  BC-ResNet-1 (base 8) of bc_resnet.py as of git revision --before
+  bc_resnet before  BC-ResNet-1 (base 8) of kws/models/bc_resnet.py as of git revision --before
                     (default: the commit that added bc_resnet, before its training paths),
-  bc_resnet after   the same of the working tree's bc_resnet.py,
+  bc_resnet after   the same of the working tree's kws/models/bc_resnet.py,
   ds_cnn_s          DS-CNN-S (Arm's 10 MFCCs of 40 ms windows every 20 ms), the reference,
 BC-ResNet on its published features (40 log-mel bands of 30 ms windows every 10 ms:
 98 frames). After --warmup steps each, the models take turns, --rounds rounds of
@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402  (selects tf-keras before TensorFlow)
+from kws import cli  # noqa: E402
+from kws import tf_env
 
 BEFORE = "ea8c355"  # models: bc_resnet, BC-ResNet (Kim et al., 2021) with sub-spectral norm
 DS_CNN_S = [5, 64, 10, 4, 2, 2] + [64, 3, 3, 1, 1] * 4
@@ -42,7 +43,7 @@ POOL = 4  # batches of random fingerprints, cycled
 def make_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--before", default=BEFORE,
-                        help="Git revision of the bc_resnet.py to time as 'before'.")
+                        help="Git revision of the kws/models/bc_resnet.py to time as 'before'.")
     parser.add_argument("--steps", type=cli.positive_int, default=10, help="Timed steps per round.")
     parser.add_argument("--rounds", type=cli.positive_int, default=5, help="Rounds of every model.")
     parser.add_argument("--warmup", type=cli.positive_int, default=5,
@@ -56,21 +57,21 @@ def load() -> str:
 
 
 def module_at(revision: str) -> types.ModuleType:
-    """bc_resnet.py as of revision, as a module of its own (import bc_resnet after it: its
+    """kws/models/bc_resnet.py as of revision, as a module of its own (import bc_resnet after it: its
     SubSpectralNorm registers last)."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:bc_resnet.py"],
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:kws/models/bc_resnet.py"],
                             check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("bc_resnet_before")
-    module.__file__ = f"bc_resnet.py@{revision}"
+    module.__file__ = f"kws/models/bc_resnet.py@{revision}"
     exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
 
 
 def stepper(model, settings, args: argparse.Namespace, train_dir: str) -> Callable[[int], None]:
     """A function that runs count of Trainer.train_step's steps on model and waits for them."""
-    import training
+    from kws.training import trainer as training
 
-    tf = cli.import_tensorflow()
+    tf = tf_env.import_tensorflow()
     parser = argparse.ArgumentParser()
     training.add_training_flags(parser)
     flags = parser.parse_args(["--batch_size", str(args.batch_size), "--train_dir", train_dir,
@@ -91,11 +92,10 @@ def stepper(model, settings, args: argparse.Namespace, train_dir: str) -> Callab
 
 def main(args: argparse.Namespace) -> None:
     before = module_at(args.before)
-    import bc_resnet
-    import features
-    import models
+    from kws import features
+    from kws.models import bc_resnet, registry
 
-    tf = cli.import_tensorflow()
+    tf = tf_env.import_tensorflow()
     tf.keras.utils.set_random_seed(0)
     published = features.prepare_model_settings(LABELS, 16000, 1000, 30, 10, 40, features.LOG_MEL)
     arm = features.prepare_model_settings(LABELS, 16000, 1000, 40, 20, 10, features.MFCC)
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> None:
              (before.create_bc_resnet_model(published, [8]), published),
              "bc_resnet after (working tree)":
              (bc_resnet.create_bc_resnet_model(published, [8]), published),
-             "ds_cnn_s": (models.create_model(arm, "ds_cnn", DS_CNN_S), arm)}
+             "ds_cnn_s": (registry.create_model(arm, "ds_cnn", DS_CNN_S), arm)}
     with tempfile.TemporaryDirectory(prefix="bench_bc_resnet_step_") as scratch:
         runs = {name: stepper(model, settings, args, os.path.join(scratch, str(index)))
                 for index, (name, (model, settings)) in enumerate(built.items())}

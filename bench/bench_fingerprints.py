@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402  (selects tf-keras before TensorFlow)
-from cli import UsageError  # noqa: E402
+from kws import cli  # noqa: E402
+from kws.cli import UsageError  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEV = SHARED_DATA / "speech_commands_test_v0.02_dev"
@@ -56,10 +56,9 @@ def main(args):
     import numpy as np
     import tensorflow as tf
 
-    import audio_io
-    import features
-    import input_data
-    from features import prepare_model_settings
+    from kws import features, graph_features
+    from kws.data import audio_io, speech_commands
+    from kws.features import prepare_model_settings
 
     for flag, folder in (("--test_dir", args.test_dir), ("--data_dir", args.data_dir)):
         if not os.path.isdir(folder):
@@ -86,11 +85,11 @@ def main(args):
 
     # (c) reference: the TF ops, one clip at a time
     count = min(args.reference_clips, len(clips))
-    features.reference_fingerprint(clips[0].astype(np.float32) / 32768.0, settings)  # warm up
+    graph_features.reference_fingerprint(clips[0].astype(np.float32) / 32768.0, settings)  # warm up
     start = time.perf_counter()
     worst = 0.0
     for i in range(count):
-        reference = features.reference_fingerprint(clips[i].astype(np.float32) / 32768.0, settings)
+        reference = graph_features.reference_fingerprint(clips[i].astype(np.float32) / 32768.0, settings)
         worst = max(worst, float(np.abs(reference - fingerprints[i]).max() / np.abs(reference).max()))
     ref_s = time.perf_counter() - start
     print(f"(c) reference_fingerprint loop  {rate(count, ref_s)}   "
@@ -99,15 +98,15 @@ def main(args):
     # (b) training: augmented tf.data pipeline
     start = time.perf_counter()
     noise_dir = None
-    if not os.path.isdir(os.path.join(args.data_dir, input_data.BACKGROUND_NOISE_DIR_NAME)):
-        noise_dir = os.path.join(args.background_dir, input_data.BACKGROUND_NOISE_DIR_NAME)
-    processor = input_data.AudioProcessor(args.data_dir, wanted, settings,
+    if not os.path.isdir(os.path.join(args.data_dir, speech_commands.BACKGROUND_NOISE_DIR_NAME)):
+        noise_dir = os.path.join(args.background_dir, speech_commands.BACKGROUND_NOISE_DIR_NAME)
+    processor = speech_commands.AudioProcessor(args.data_dir, wanted, settings,
                                           args.validation_percentage, args.testing_percentage,
                                           background_noise_dir=noise_dir)
     print(f"    background noise: {len(processor.background_data)} recordings")
     build_s = time.perf_counter() - start
     print(f"(b) AudioProcessor built in {build_s:.2f} s: "
-          + ", ".join(f"{p} {processor.set_size(p)}" for p in input_data.PARTITIONS))
+          + ", ".join(f"{p} {processor.set_size(p)}" for p in speech_commands.PARTITIONS))
     batch, n = args.batch_size, args.batches
 
     batches = processor.training_batches(batch)

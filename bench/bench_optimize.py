@@ -28,18 +28,18 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import cli  # noqa: E402  (selects tf-keras before TensorFlow is imported)
-import checkpoints  # noqa: E402
-import evaluation  # noqa: E402
-import features  # noqa: E402
-import input_data  # noqa: E402
-import models  # noqa: E402
-import optimization  # noqa: E402
-import optimization_report  # noqa: E402
-import optimization_stages  # noqa: E402
-import optimize  # noqa: E402  (its parser: the flags of a run)
-import tflite_report  # noqa: E402
-from tflite_model import TFLiteModel  # noqa: E402
+from kws import cli  # noqa: E402
+from kws import evaluation  # noqa: E402
+from kws import features  # noqa: E402
+from kws import vocabulary  # noqa: E402
+from kws.data import speech_commands  # noqa: E402
+from kws.models import registry  # noqa: E402
+from kws.optimization import report as optimization_report  # noqa: E402
+from kws.optimization import run as optimization  # noqa: E402
+from kws.optimization import stages  # noqa: E402
+from kws.runtime import report as tflite_report  # noqa: E402
+from kws.runtime.tflite_model import TFLiteModel  # noqa: E402
+from kws.training import checkpoints  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 START_CHECKPOINT = os.path.join(ROOT, "Pretrained_models", "DS_CNN", "DS_CNN_S", "ckpt")
@@ -74,7 +74,9 @@ def optimize_args(args: argparse.Namespace, technique: str) -> argparse.Namespac
     """optimize.py's flags for one technique on DS-CNN-S: two phases of --steps / 2."""
     first = max(1, args.steps // 2)
     frequency = max(1, args.steps // 20)
-    return optimize.build_parser().parse_args([
+    parser = cli.make_parser("optimize.py")
+    optimization.add_flags(parser)
+    return parser.parse_args([
         *DS_CNN_S_FLAGS, *DATA_FLAGS, "--technique", technique, "--checkpoint", START_CHECKPOINT,
         "--seed", str(args.seed),
         "--train_dir", os.path.join(args.work_dir, "train"), "--summaries_dir", "",
@@ -83,7 +85,7 @@ def optimize_args(args: argparse.Namespace, technique: str) -> argparse.Namespac
         "--learning_rate", args.learning_rate, "--pruning_frequency", str(frequency)])
 
 
-def measure(name: str, model: Optional[models.tf.keras.Model], content: bytes,
+def measure(name: str, model: Optional[registry.tf.keras.Model], content: bytes,
             dev: Sequence[np.ndarray]) -> Row:
     """The figures of one row; model None: no float model (a row of a QAT .tflite)."""
     fingerprints, labels = dev
@@ -161,19 +163,19 @@ def main(args: argparse.Namespace) -> None:
     for path in (START_CHECKPOINT, DEV_DIR, DATA_DIR, NOISE_DIR):
         if not os.path.exists(path):
             raise cli.UsageError(f"{path} is missing: this benchmark needs it")
-    known = optimization_stages.TECHNIQUES
+    known = stages.TECHNIQUES
     unknown = [technique for technique in args.techniques if technique not in known]
     if unknown:
         raise cli.UsageError(f"--techniques: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     first = optimize_args(args, args.techniques[0])
-    model_settings = input_data.model_settings_from_flags(first)
-    words_list = input_data.words_list_from_flags(first)
-    clips, labels, _ = input_data.load_evaluation_folder(DEV_DIR, words_list, model_settings)
+    model_settings = speech_commands.model_settings_from_flags(first)
+    words_list = vocabulary.words_list_from_flags(first)
+    clips, labels, _ = speech_commands.load_evaluation_folder(DEV_DIR, words_list, model_settings)
     dev = (features.Fingerprinter(model_settings)(clips), labels)
     tflite_dir = os.path.join(args.work_dir, "tflite")
 
-    def plain_model(checkpoint: str) -> models.tf.keras.Model:
-        model = models.create_model(model_settings, first.model_architecture, first.model_size_info)
+    def plain_model(checkpoint: str) -> registry.tf.keras.Model:
+        model = registry.create_model(model_settings, first.model_architecture, first.model_size_info)
         checkpoints.load_weights(model, checkpoint)
         return model
 
@@ -199,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=cli.positive_int, default=2000,
                         help="Fine-tuning steps per stage (optimize.py's default is 4000).")
     parser.add_argument("--techniques", type=cli.comma_list(str),
-                        default=list(optimization_stages.TECHNIQUES),
+                        default=list(stages.TECHNIQUES),
                         help="Comma-separated techniques to run, in this order.")
     parser.add_argument("--learning_rate", default="0.0001,0.00002",
                         help="optimize.py's two learning rates, one per half of --steps.")

@@ -20,8 +20,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import cli  # noqa: E402
-import tflite_report  # noqa: E402
+from kws import cli  # noqa: E402
+from kws.runtime import report as tflite_report  # noqa: E402
 
 # kws_streaming's published float / quantized accuracy on its own split
 # (kws_experiments_30k_12_labels.md), for the 30K family.

@@ -24,10 +24,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import evaluation  # noqa: E402
-import features  # noqa: E402
-import input_data  # noqa: E402
-from tflite_model import TFLiteModel  # noqa: E402
+from kws import evaluation  # noqa: E402
+from kws import features  # noqa: E402
+from kws import vocabulary  # noqa: E402
+from kws.data import speech_commands  # noqa: E402
+from kws.runtime import tensors  # noqa: E402
+from kws.runtime.tflite_model import TFLiteModel  # noqa: E402
 
 DEV_SET = os.path.join(os.path.dirname(ROOT), "shared", "data", "speech_commands_test_v0.02_dev")
 
@@ -59,9 +61,9 @@ def invoker(model: TFLiteModel) -> Callable[[np.ndarray], np.ndarray]:
 def main(args: argparse.Namespace) -> None:
     print(f"Load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"({os.cpu_count()} cores)")
-    settings = input_data.model_settings_from_flags(args)
-    words = input_data.words_list_from_flags(args)
-    clips, labels, _ = input_data.load_evaluation_folder(args.test_dir, words, settings)
+    settings = speech_commands.model_settings_from_flags(args)
+    words = vocabulary.words_list_from_flags(args)
+    clips, labels, _ = speech_commands.load_evaluation_folder(args.test_dir, words, settings)
     fingerprinter = features.Fingerprinter(settings)
     fingerprints = fingerprinter(clips)
     plain = TFLiteModel(args.plain, batch_size=1, num_threads=1)
@@ -71,7 +73,7 @@ def main(args: argparse.Namespace) -> None:
     if plain.takes_audio or not raw.takes_audio:
         raise SystemExit("--plain must take fingerprints and --raw audio")
     timed = clips[:args.latency_clips]
-    plain_inputs = plain._quantize(fingerprinter(timed))  # pylint: disable=protected-access
+    plain_inputs = tensors.quantize(fingerprinter(timed), plain.input)
     raw_inputs = features.clips_as(timed, raw.input["dtype"])
     fingerprint_ms = median_ms(lambda clip: fingerprinter(clip[None], batch_size=1), timed)
     plain_ms = median_ms(invoker(plain), plain_inputs)

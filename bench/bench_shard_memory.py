@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402
+from kws import cli  # noqa: E402
+from kws import vocabulary  # noqa: E402
 
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "dog"]
 SAMPLES = 16000
@@ -59,13 +60,12 @@ def clips(start: int, count: int) -> tuple:
 
 def write_shards(folder: Path, size: int) -> None:
     """size synthesized clips as shards (labels: silence, unknown for cat/dog, the ten words)."""
-    import features
-    import input_data
-    import records
+    from kws import features
+    from kws.data import shards as records
     if (folder / records.MANIFEST).exists():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    labels_of = {word: (i + 2 if i < 10 else input_data.UNKNOWN_WORD_INDEX) for i, word in enumerate(WORDS)}
+    labels_of = {word: (i + 2 if i < 10 else vocabulary.UNKNOWN_WORD_INDEX) for i, word in enumerate(WORDS)}
     counts = {"training": size * 8 // 10, "validation": size // 10}
     counts["testing"] = size - counts["training"] - counts["validation"]
     shards, start = {}, 0
@@ -81,7 +81,7 @@ def write_shards(folder: Path, size: int) -> None:
             shards[partition].append({"file": name, "count": records.write_shard(str(folder / name), audio, labels)})
     settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
     noise = np.random.default_rng(1).uniform(-0.5, 0.5, 10 * 16000).astype(np.float32)
-    records.write_manifest(str(folder), input_data.prepare_words_list(WORDS[:10]), settings, shards,
+    records.write_manifest(str(folder), vocabulary.prepare_words_list(WORDS[:10]), settings, shards,
                            [noise], {"data_dir": "synthesized by bench_shard_memory.py"})
 
 

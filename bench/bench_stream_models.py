@@ -2,7 +2,7 @@
 
     python bench/bench_stream_models.py [--runs 200]
 
-Every architecture that streams (stream_model.py) at its default size, with
+Every architecture that streams (kws/export/stateful_model.py) at its default size, with
 bench_model_zoo.py's features (paper models 40 ms / 20 ms / 10 coefficients,
 kws_streaming's 40 ms / 20 ms / 40), 12 labels, 1 s clips, random seeded
 weights: none of these figures depends on their values. Both forms are
@@ -22,14 +22,15 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import cli  # noqa: E402
-import features  # noqa: E402
-import models  # noqa: E402
-import quantization  # noqa: E402
-import stream_model  # noqa: E402
-import tflite_model  # noqa: E402
-import tflite_report  # noqa: E402
-import tflm_runtime  # noqa: E402
+from kws import cli  # noqa: E402
+from kws import features  # noqa: E402
+from kws import tf_env
+from kws.export import quantization  # noqa: E402
+from kws.export import stateful_model  # noqa: E402
+from kws.models import registry  # noqa: E402
+from kws.runtime import report  # noqa: E402
+from kws.runtime import tflite_model  # noqa: E402
+from kws.runtime import tflm as tflm_runtime  # noqa: E402
 
 STREAMABLE = ("cnn", "basic_lstm", "lstm", "gru", "crnn", "svdf", "svdf_resnet")
 KWS30K = ("svdf", "svdf_resnet")
@@ -40,21 +41,21 @@ CLIP_STRIDE_MS = 30.0
 def measure(architecture: str, runs: int) -> dict:
     coefficients = 40 if architecture in KWS30K else 10
     settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, coefficients)
-    cli.import_tensorflow().keras.utils.set_random_seed(0)
-    model = models.create_model(settings, architecture, None)
-    streaming = stream_model.streaming_model(model, settings, architecture)
+    tf_env.import_tensorflow().keras.utils.set_random_seed(0)
+    model = registry.create_model(settings, architecture, None)
+    streaming = stateful_model.streaming_model(model, settings, architecture)
     fingerprints = np.random.default_rng(0).normal(
         0, 10, (100, settings.fingerprint_size)).astype(np.float32)
-    window = quantization.convert_model(model, INT8, fingerprints)
-    stream = quantization.convert_model(streaming, INT8, fingerprints)
+    window = quantization.to_tflite(model, INT8, fingerprints)
+    stream = quantization.to_tflite(streaming, INT8, fingerprints)
     check = fingerprints[:2]
     error = float(np.abs(tflite_model.TFLiteModel(content=stream).predict(check)
                          - model(check, training=False).numpy()).max())
     tflm = tflm_runtime.report_figures(stream, architecture)
     stride_ms = streaming.frames_per_call * settings.window_stride_ms
-    return {"window_ms": tflite_report.invoke_ms(window, runs), "call_ms": tflite_report.invoke_ms(stream, runs),
-            "window_macs": tflite_report.analyze(window)["macs"],
-            "call_macs": tflite_report.analyze(stream)["macs"], "stride_ms": stride_ms,
+    return {"window_ms": report.invoke_ms(window, runs), "call_ms": report.invoke_ms(stream, runs),
+            "window_macs": report.analyze(window)["macs"],
+            "call_macs": report.analyze(stream)["macs"], "stride_ms": stride_ms,
             "frames": streaming.frames_per_call, "states": len(streaming.state_shapes),
             "int8_error": error,
             "tflm": f"{tflm['tflm_arena_bytes']:,} B arena" if "tflm_arena_bytes" in tflm

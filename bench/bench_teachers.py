@@ -21,8 +21,9 @@ from typing import Dict, List, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402  (selects tf-keras before TensorFlow)
-from cli import UsageError  # noqa: E402
+from kws import cli  # noqa: E402
+from kws import vocabulary  # noqa: E402
+from kws.cli import UsageError  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -39,7 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def published_models(models_dir: str, exclude: List[str]) -> List[Tuple[str, dict, dict]]:
     """(checkpoint folder, report, fingerprint settings) of each published model."""
-    import model_metadata
+    from kws.runtime import metadata
     found = []
     for report_path in sorted(glob.glob(os.path.join(models_dir, "**", "*_quantized.json"), recursive=True)):
         folder = os.path.dirname(report_path)
@@ -48,7 +49,7 @@ def published_models(models_dir: str, exclude: List[str]) -> List[Tuple[str, dic
         with open(report_path) as handle:
             report = json.load(handle)
         with open(report_path[:-len(".json")] + ".tflite", "rb") as handle:
-            payload = model_metadata.read_metadata(handle.read())
+            payload = metadata.read_metadata(handle.read())
         if not payload:
             raise UsageError(f"{report_path[:-5]}.tflite carries no settings (re-export it with convert.py)")
         found.append((os.path.join(folder, "ckpt"), report, payload["model_settings"]))
@@ -69,20 +70,19 @@ def teacher_value(checkpoint: str, report: dict, settings: dict) -> str:
 def main(args: argparse.Namespace) -> None:
     import numpy as np
 
-    import checkpoints
-    import evaluation
-    import features
-    import input_data
-    import models
+    from kws import evaluation, features
+    from kws.data import speech_commands
+    from kws.models import registry
+    from kws.training import checkpoints
 
     for flag, folder in (("--data_dir", args.data_dir), ("--models_dir", args.models_dir)):
         if not os.path.isdir(folder):
             raise UsageError(f"{flag} {folder} is not a folder")
     found = published_models(args.models_dir, [part for part in args.exclude.split(",") if part])
-    words = input_data.DEFAULT_WANTED_WORDS.split(",")
+    words = vocabulary.DEFAULT_WANTED_WORDS.split(",")
     label_count = len(words) + 2
     base = features.prepare_model_settings(label_count, 16000, 1000, 40, 20, 10)
-    processor = input_data.AudioProcessor(args.data_dir, words, base,
+    processor = speech_commands.AudioProcessor(args.data_dir, words, base,
                                           background_noise_dir=args.background_noise_dir)
     clips, labels = processor.clips("validation")
     print(f"Validation partition: {len(labels)} clips (fixed: 10% silence, 10% unknown)")
@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> None:
         settings = features.prepare_model_settings(
             label_count, fields["sample_rate"], fields["clip_duration_ms"], fields["window_size_ms"],
             fields["window_stride_ms"], fields["dct_coefficient_count"], fields.get("preprocess", "mfcc"))
-        model = models.create_model(settings, report["architecture"], report["model_size_info"])
+        model = registry.create_model(settings, report["architecture"], report["model_size_info"])
         checkpoints.load_weights(model, checkpoint)
         name = os.path.relpath(os.path.dirname(checkpoint), args.models_dir)
         probabilities[name] = evaluation.predict(model, features.Fingerprinter(settings)(clips))

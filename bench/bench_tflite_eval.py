@@ -43,11 +43,9 @@ def generated_setup(folder: str) -> Tuple[str, str]:
 
     import numpy as np
 
-    import cli
-    import features
-    import input_data
-    import models
-    import quantization
+    from kws import cli, features, vocabulary
+    from kws.export import quantization
+    from kws.models import registry
 
     def write_wav(path, samples):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -58,14 +56,14 @@ def generated_setup(folder: str) -> Tuple[str, str]:
             handle.writeframes(np.asarray(samples, dtype="<i2").tobytes())
 
     settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
-    words = input_data.prepare_words_list(input_data.DEFAULT_WANTED_WORDS.split(","))
+    words = vocabulary.prepare_words_list(vocabulary.DEFAULT_WANTED_WORDS.split(","))
     rng = np.random.default_rng(0)
     for n in range(400):
         write_wav(os.path.join(folder, words[n % len(words)], f"clip{n}.wav"),
                   rng.integers(-2000, 2000, 16000))
-    model = models.create_model(settings, "dnn", (64, 64))
+    model = registry.create_model(settings, "dnn", (64, 64))
     mode = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
-    content = quantization.convert_model(model, mode, rng.normal(0, 10, (50, settings.fingerprint_size)))
+    content = quantization.to_tflite(model, mode, rng.normal(0, 10, (50, settings.fingerprint_size)))
     path = os.path.join(folder, "dnn.tflite")
     cli.write_atomically(path, content)
     return path, folder
@@ -105,15 +103,14 @@ def breakdown(tflite_path: str, test_dir: str) -> str:
     """Where test_tflite.py's time goes: python start, imports, reading, fingerprints, interpreter."""
     start_s = min(timed([sys.executable, "-c", "pass"])[0] for _ in range(3))
     import_s = min(timed([sys.executable, "-c", "import test_tflite"])[0] for _ in range(3)) - start_s
-    import evaluation
-    import features
-    import input_data
-    import tflite_model
+    from kws import evaluation, features, vocabulary
+    from kws.data import speech_commands
+    from kws.runtime import tflite_model
 
     settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
-    words = input_data.prepare_words_list(input_data.DEFAULT_WANTED_WORDS.split(","))
+    words = vocabulary.prepare_words_list(vocabulary.DEFAULT_WANTED_WORDS.split(","))
     start = time.perf_counter()
-    clips, labels, _ = input_data.load_evaluation_folder(test_dir, words, settings)
+    clips, labels, _ = speech_commands.load_evaluation_folder(test_dir, words, settings)
     read_s = time.perf_counter() - start
     fingerprints = features.Fingerprinter(settings)(clips)
     fingerprint_s = time.perf_counter() - start - read_s

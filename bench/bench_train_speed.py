@@ -50,9 +50,11 @@ from typing import Callable, List, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402  (selects tf-keras before TensorFlow)
 import whole_process  # noqa: E402
-from cli import UsageError  # noqa: E402
+
+from kws import cli  # noqa: E402
+from kws import tf_env, vocabulary  # noqa: E402
+from kws.cli import UsageError  # noqa: E402
 
 DEFAULT_DATA_DIR = Path("/tmp/bench_synth")
 BACKGROUND_DIR = ROOT.parent / "shared" / "data" / "_background_noise_"
@@ -132,20 +134,20 @@ def waiting_share(loop: Callable[[int], float], warmup: int, steps: int) -> Tupl
 
 
 def main(args: argparse.Namespace) -> None:
-    import augmentation
-    import distribute
-    import features
-    import input_data
-    import models
-    import records
-    import training
+    from kws import features, graph_features
+    from kws.data import augmentation
+    from kws.data import shards as records
+    from kws.data import speech_commands
+    from kws.models import registry
+    from kws.training import distribute
+    from kws.training import trainer as training
 
-    tf = cli.import_tensorflow()
+    tf = tf_env.import_tensorflow()
     data_dir = data_dir_from_flags(args)
     scratch = tempfile.mkdtemp(prefix="bench_train_speed_")
     parser = cli.make_parser("train.py's flags")
-    for add_flags in (input_data.add_data_flags, input_data.add_label_flags, features.add_feature_flags,
-                      augmentation.add_augmentation_flags, models.add_model_flags,
+    for add_flags in (speech_commands.add_data_flags, vocabulary.add_label_flags, features.add_feature_flags,
+                      augmentation.add_augmentation_flags, registry.add_model_flags,
                       training.add_training_flags, distribute.add_distribution_flags,
                       records.add_shard_flags):
         add_flags(parser)
@@ -161,8 +163,8 @@ def main(args: argparse.Namespace) -> None:
                     "--learning_rate", "0.0005", "--eval_step_interval", "1000000"])
     tf.keras.utils.set_random_seed(flags.seed)
     distribute.set_precision(flags)
-    settings = input_data.model_settings_from_flags(flags)
-    model = models.create_model(settings, flags.model_architecture, flags.model_size_info)
+    settings = speech_commands.model_settings_from_flags(flags)
+    model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
     processor = records.data_from_flags(flags, settings)
     trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only
@@ -212,7 +214,7 @@ def main(args: argparse.Namespace) -> None:
             pass
 
     audio = [x["audio"] for x, _ in processor.training_dataset(args.batch_size, on_device=True).take(10)]
-    fingerprint = tf.function(lambda clips: features.graph_fingerprints(clips, settings))
+    fingerprint = tf.function(lambda clips: graph_features.graph_fingerprints(clips, settings))
 
     def fingerprinter(count: int) -> None:
         for clips in itertools.islice(itertools.cycle(audio), count):

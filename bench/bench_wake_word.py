@@ -18,9 +18,9 @@ quarter of them the word itself at known times:
   the rows that train on no real clip of it (text, scratch);
 - validation: its clips of the validation partition only, for every row.
 Each .tflite is scored as test_streaming_accuracy.py scores it with no flag but the
-file (its own settings and detection defaults; streaming.py's sweep over thresholds):
+file (its own settings and detection defaults; kws/detection/detector.py's sweep over thresholds):
 recall at 0.5 and 1 false alarm per hour, and at the threshold the file carries;
-the curve of miss rate against false alarms per hour of each is a PNG (plots.py).
+the curve of miss rate against false alarms per hour of each is a PNG (kws/plots.py).
 """
 import argparse
 import dataclasses
@@ -36,15 +36,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import cli  # noqa: E402
-import data_split  # noqa: E402
-import input_data  # noqa: E402
-import model_metadata  # noqa: E402
-import plots  # noqa: E402
-import recording  # noqa: E402
-import streaming  # noqa: E402
-import wake_word  # noqa: E402
-import wake_word_data as data  # noqa: E402
+from kws import cli  # noqa: E402
+from kws import plots  # noqa: E402
+from kws.data import data_split  # noqa: E402
+from kws.data import speech_commands  # noqa: E402
+from kws.detection import detector as streaming  # noqa: E402
+from kws.detection import recordings as recording  # noqa: E402
+from kws.runtime import metadata  # noqa: E402
+from kws.wake_word import data  # noqa: E402
+from kws.wake_word import stages  # noqa: E402
 
 ROWS = ("text", "recordings", "scratch", "real")
 RECORDINGS = 10
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Training steps of the scratch baseline (a).")
     plots.add_plot_flag(parser, "each detector's miss rate against false alarms per hour "
                         "(default: --work_dir)")
-    wake_word.add_flags(parser, run=False)
+    stages.add_flags(parser, run=False)
     return parser
 
 
@@ -104,12 +104,12 @@ def ten_speakers(clips: List[str], seed: int) -> List[str]:
 def train_scratch(args: argparse.Namespace, text_dir: str, output_dir: str) -> str:
     """Baseline (a): backbone and head trained whole from random weights on the text row's
     examples, converted, thresholded and reported as a row of train_wake_word.py is."""
-    import features
-    import models
-    import wake_word_model as model
-    run = wake_word.Run(wake_word.Settings.from_flags(row_flags(args, text_dir)), text_dir,
+    from kws import features
+    from kws.models import registry
+    from kws.wake_word import model
+    run = stages.Run(stages.Settings.from_flags(row_flags(args, text_dir)), text_dir,
                         args.jobs)
-    scratch = wake_word.Run(run.settings, output_dir, args.jobs)
+    scratch = stages.Run(run.settings, output_dir, args.jobs)
     if os.path.exists(scratch.tflite_path):
         return scratch.tflite_path
     backbone = run.backbone
@@ -119,7 +119,7 @@ def train_scratch(args: argparse.Namespace, text_dir: str, output_dir: str) -> s
     chunks = list(examples.chunks(noises, backbone.settings.sample_rate, args.seed))
     inputs = np.concatenate([fingerprinter(clips) for clips, _ in chunks])
     labels = np.concatenate([chunk_labels for _, chunk_labels in chunks])
-    fresh = dataclasses.replace(backbone, model=models.create_model(
+    fresh = dataclasses.replace(backbone, model=registry.create_model(
         backbone.settings, backbone.architecture, backbone.size_info))
     detector = model.detector(fresh, model.head_model(backbone.embedding.output_shape[-1],
                                                       args.head_units, args.seed))
@@ -177,7 +177,7 @@ def measure(tflite_path: str, wav: str, truth_path: str, name: str, plot_dir: st
         if rate == 1.0:
             plots.detection_curve(plot_dir, rows, point, name)
     with open(tflite_path, "rb") as handle:
-        threshold = model_metadata.read_metadata(handle.read())["threshold"]
+        threshold = metadata.read_metadata(handle.read())["threshold"]
     own = streaming.match(scores.detections(threshold, defaults.suppression_ms), truth, tolerance,
                           duration_s, 1000).figures()
     figures.update(threshold=threshold, recall_at_threshold=own["hit_rate"],
@@ -195,7 +195,7 @@ def main(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.rows) - set(ROWS))
     if unknown:
         raise cli.UsageError(f"--rows {','.join(unknown)}: choose from {', '.join(ROWS)}")
-    folders = data.word_folders(input_data.data_dirs_from_flag(args.data_dir))
+    folders = data.word_folders(speech_commands.data_dirs_from_flag(args.data_dir))
     if args.word not in folders:
         raise cli.UsageError(f"--word {args.word} is no word folder of --data_dir {args.data_dir}")
     real = folders[args.word]
@@ -207,17 +207,17 @@ def main(args: argparse.Namespace) -> None:
     start = time.time()
     detectors = {}
     if {"text", "scratch"} & set(args.rows):
-        detectors["text"] = wake_word.main(row_flags(args, os.path.join(work, "text")))
+        detectors["text"] = stages.main(row_flags(args, os.path.join(work, "text")))
     if "recordings" in args.rows:
         folder = takes(args, ten_speakers(training, args.seed), os.path.join(work, "takes"))
-        detectors["recordings"] = wake_word.main(row_flags(
+        detectors["recordings"] = stages.main(row_flags(
             args, os.path.join(work, "recordings"), recordings=folder))
     if "scratch" in args.rows:
         detectors["scratch"] = train_scratch(args, os.path.join(work, "text"),
                                              os.path.join(work, "scratch"))
     if "real" in args.rows:
         folder = takes(args, training, os.path.join(work, "real_clips"))
-        detectors["real"] = wake_word.main(row_flags(args, os.path.join(work, "real"),
+        detectors["real"] = stages.main(row_flags(args, os.path.join(work, "real"),
                                                      recordings=folder, synthesized_clips=0))
     streams = {"all": make_stream(args, real, negatives, "all"),
                "validation": make_stream(args, validation, negatives, "validation")}

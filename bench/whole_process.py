@@ -24,7 +24,7 @@ EMPTY_ARCHIVE = "empty.tar.gz"
 
 def testing_names(count: int) -> List[str]:
     """count speaker names that the data set's hash rule puts in the testing partition."""
-    import data_split
+    from kws.data import data_split
     names, number = [], 0
     while len(names) < count:
         name = f"{number:08x}_nohash_0.wav"
@@ -39,8 +39,9 @@ def wav_copy(data_dir: str, clips: int, seed: int = 0) -> Path:
     else (made once) a copy of `clips` of its clips as 16-bit WAV, its noise recordings, a few
     clips named into the testing partition (Arm's script needs one) and an empty archive
     for --data_url."""
-    import audio_io
     import soundfile
+
+    from kws.data import audio_io
     files = audio_io.word_folder_files(data_dir)
     if files and all(path.endswith(".wav") for path in files):
         folder = Path(data_dir)

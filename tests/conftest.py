@@ -1,5 +1,7 @@
 """Shared test fixtures: a tiny generated Speech Commands folder, and ../shared."""
 import hashlib
+import importlib
+import importlib.util
 import re
 import sys
 import wave
@@ -10,9 +12,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import cli  # noqa: E402,F401  (selects tf-keras before any test imports TensorFlow)
+from kws import tf_env  # noqa: E402
+
+tf_env.configure()  # tf-keras selected before any test imports TensorFlow
 
 SHARED = ROOT.parent / "shared"
+
+
+def load_script(name: str):
+    """A root script as a module. test.py is loaded as `test_py`: `import test` gives the
+    standard library's package of that name, whichever comes first on sys.path."""
+    if name != "test":
+        return importlib.import_module(name)
+    if "test_py" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("test_py", ROOT / "test.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_py"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["test_py"]
 SAMPLE_RATE = 16000
 
 
@@ -92,13 +109,13 @@ UNKNOWN = ["cat", "dog"]
 
 def ds_cnn_settings():
     """DS-CNN fingerprint settings (40 ms / 20 ms / 10 coefficients) for WANTED + silence/unknown."""
-    from features import prepare_model_settings
+    from kws.features import prepare_model_settings
     return prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
 
 
 def processor(data_dir, **kwargs):
     """An AudioProcessor over data_dir for WANTED with DS-CNN features; kwargs override."""
-    import input_data
+    from kws.data import speech_commands as input_data
     return input_data.AudioProcessor(str(data_dir), kwargs.pop("wanted_words", WANTED),
                                      kwargs.pop("model_settings", ds_cnn_settings()), **kwargs)
 
@@ -158,7 +175,7 @@ def tiny_feature_flags(architecture: str) -> list:
 
 def tiny_settings(architecture: str, label_count: int, clip_duration_ms: int = 1000):
     """The features.ModelSettings of tiny_feature_flags(architecture)."""
-    from features import prepare_model_settings
+    from kws.features import prepare_model_settings
     if architecture == "bc_resnet":
         return prepare_model_settings(label_count, SAMPLE_RATE, clip_duration_ms, 40, 20, 40,
                                       "log_mel")

@@ -1,0 +1,1 @@
+"""Detection on continuous audio: the detector, the test recordings, the scorers."""

@@ -1,0 +1,1 @@
+"""Export: a Keras model to .tflite bytes, plain, raw-audio or streaming (imports TensorFlow)."""

@@ -1,0 +1,1 @@
+"""Optimization with TensorFlow Model Optimization: clustering, pruning, QAT on a checkpoint."""

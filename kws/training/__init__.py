@@ -1,0 +1,1 @@
+"""Training: the loop, where it runs, its checkpoints and distillation (imports TensorFlow)."""

@@ -1,0 +1,1 @@
+"""A wake-word detector from a typed word (and a few recordings) on a frozen backbone."""
