@@ -22,7 +22,7 @@ import argparse
 from kws import cli, evaluation, features, plots, tf_env, vocabulary
 from kws.data import augmentation
 from kws.data import shards as records
-from kws.data import speech_commands
+from kws.data import sources, speech_commands
 from kws.models import registry
 from kws.training import distillation, distribute
 from kws.training import trainer as training
@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> None:
     if chief:
         print(distribute.describe(strategy))
         print(registry.summary_line(model, args.model_architecture, args.model_size_info))
-    processor = records.data_from_flags(args, model_settings)
+    processor = sources.data_from_flags(args, model_settings)
     if chief:
         print("Samples per partition: " + ", ".join(
             f"{name} {processor.set_size(name)}" for name in speech_commands.PARTITIONS))

@@ -57,7 +57,7 @@ def main(args):
     import tensorflow as tf
 
     from kws import features, graph_features
-    from kws.data import audio_io, speech_commands
+    from kws.data import audio_io, dataset, speech_commands
     from kws.features import prepare_model_settings
 
     for flag, folder in (("--test_dir", args.test_dir), ("--data_dir", args.data_dir)):
@@ -100,9 +100,9 @@ def main(args):
     noise_dir = None
     if not os.path.isdir(os.path.join(args.data_dir, speech_commands.BACKGROUND_NOISE_DIR_NAME)):
         noise_dir = os.path.join(args.background_dir, speech_commands.BACKGROUND_NOISE_DIR_NAME)
-    processor = speech_commands.AudioProcessor(args.data_dir, wanted, settings,
-                                          args.validation_percentage, args.testing_percentage,
-                                          background_noise_dir=noise_dir)
+    processor = speech_commands.AudioProcessor(dataset.DataSettings(
+        args.data_dir, tuple(wanted), args.validation_percentage, args.testing_percentage,
+        background_noise_dir=noise_dir), settings)
     print(f"    background noise: {len(processor.background_data)} recordings")
     build_s = time.perf_counter() - start
     print(f"(b) AudioProcessor built in {build_s:.2f} s: "

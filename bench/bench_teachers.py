@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
     import numpy as np
 
     from kws import evaluation, features
-    from kws.data import speech_commands
+    from kws.data import dataset, speech_commands
     from kws.models import registry
     from kws.training import checkpoints
 
@@ -82,8 +82,8 @@ def main(args: argparse.Namespace) -> None:
     words = vocabulary.DEFAULT_WANTED_WORDS.split(",")
     label_count = len(words) + 2
     base = features.prepare_model_settings(label_count, 16000, 1000, 40, 20, 10)
-    processor = speech_commands.AudioProcessor(args.data_dir, words, base,
-                                          background_noise_dir=args.background_noise_dir)
+    processor = speech_commands.AudioProcessor(dataset.DataSettings(
+        args.data_dir, tuple(words), background_noise_dir=args.background_noise_dir), base)
     clips, labels = processor.clips("validation")
     print(f"Validation partition: {len(labels)} clips (fixed: 10% silence, 10% unknown)")
     probabilities: Dict[str, np.ndarray] = {}

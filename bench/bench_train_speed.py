@@ -137,7 +137,7 @@ def main(args: argparse.Namespace) -> None:
     from kws import features, graph_features
     from kws.data import augmentation
     from kws.data import shards as records
-    from kws.data import speech_commands
+    from kws.data import sources, speech_commands
     from kws.models import registry
     from kws.training import distribute
     from kws.training import trainer as training
@@ -165,7 +165,7 @@ def main(args: argparse.Namespace) -> None:
     distribute.set_precision(flags)
     settings = speech_commands.model_settings_from_flags(flags)
     model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
-    processor = records.data_from_flags(flags, settings)
+    processor = sources.data_from_flags(flags, settings)
     trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only
     device = tf.config.list_logical_devices("GPU")

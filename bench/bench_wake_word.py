@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kws import cli  # noqa: E402
 from kws import plots  # noqa: E402
 from kws.data import data_split  # noqa: E402
-from kws.data import speech_commands  # noqa: E402
+from kws.data import dataset  # noqa: E402
 from kws.detection import detector as streaming  # noqa: E402
 from kws.detection import recordings as recording  # noqa: E402
 from kws.runtime import metadata  # noqa: E402
@@ -195,7 +195,7 @@ def main(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.rows) - set(ROWS))
     if unknown:
         raise cli.UsageError(f"--rows {','.join(unknown)}: choose from {', '.join(ROWS)}")
-    folders = data.word_folders(speech_commands.data_dirs_from_flag(args.data_dir))
+    folders = data.word_folders(dataset.data_dirs_from_flag(args.data_dir))
     if args.word not in folders:
         raise cli.UsageError(f"--word {args.word} is no word folder of --data_dir {args.data_dir}")
     real = folders[args.word]

@@ -115,9 +115,10 @@ def ds_cnn_settings():
 
 def processor(data_dir, **kwargs):
     """An AudioProcessor over data_dir for WANTED with DS-CNN features; kwargs override."""
-    from kws.data import speech_commands as input_data
-    return input_data.AudioProcessor(str(data_dir), kwargs.pop("wanted_words", WANTED),
-                                     kwargs.pop("model_settings", ds_cnn_settings()), **kwargs)
+    from kws.data import dataset, speech_commands
+    settings = ds_cnn_settings() if "model_settings" not in kwargs else kwargs.pop("model_settings")
+    return speech_commands.AudioProcessor(dataset.DataSettings(
+        str(data_dir), tuple(kwargs.pop("wanted_words", WANTED)), **kwargs), settings)
 
 
 @pytest.fixture(scope="module")

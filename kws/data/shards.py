@@ -32,7 +32,7 @@ from kws import cli, features, tf_env, vocabulary
 from kws.cli import UsageError
 from kws.data import audio_io
 from kws.data import augmentation as aug
-from kws.data import data_split, pipeline, speech_commands
+from kws.data import data_split, dataset, pipeline, speech_commands
 from kws.data.speech_commands import PARTITIONS, SILENCE_INDEX
 from kws.features import ModelSettings
 
@@ -57,20 +57,6 @@ def add_shard_flags(parser: argparse.ArgumentParser, writing: bool = False) -> N
     parser.add_argument("--shards_dir", default=None,
                         help="Train from the TFRecord shards prepare_data.py wrote there, streamed "
                              "from disk with bounded memory, instead of reading --data_dir into memory.")
-
-
-def data_from_flags(args: argparse.Namespace, settings: ModelSettings):
-    """The training data of the flags: ShardedData with --shards_dir, else an AudioProcessor."""
-    if getattr(args, "shards_dir", None):
-        return ShardedData(args.shards_dir, args, settings)
-    return speech_commands.AudioProcessor.from_flags(args, settings)
-
-
-class _Index(speech_commands.AudioProcessor):
-    """AudioProcessor's index, split and noise, with the clips left on disk."""
-
-    def _load_audio(self) -> None:
-        self.audio, self.rows, self.labels = {}, {}, {}
 
 
 def _example(clip: np.ndarray, label: int) -> bytes:
@@ -119,8 +105,8 @@ def write_shards(args: argparse.Namespace, settings: ModelSettings) -> dict:
                          f"choose another folder")
     # prepare_data.py has no --validation_dir (selection is on the shards' validation
     # partition) and decodes each clip once, without the decode cache.
-    index = _Index.from_flags(argparse.Namespace(**vars(args), validation_dir=None,
-                                                 audio_cache_dir=""), settings)
+    index = dataset.DataIndex.build(dataset.DataSettings.from_flags(argparse.Namespace(
+        **{**vars(args), "validation_dir": None, "audio_cache_dir": ""})), settings.sample_rate)
     os.makedirs(folder, exist_ok=True)
     size = args.clips_per_shard
     shards: Dict[str, List[dict]] = {}

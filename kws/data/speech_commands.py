@@ -23,13 +23,12 @@ from kws import cli, features, tf_env
 from kws.cli import UsageError
 from kws.data import audio_io
 from kws.data import augmentation as aug
-from kws.data import data_split, download, pipeline, spectral_mix
+from kws.data import data_split, pipeline, spectral_mix
 from kws.data.audio_io import AUDIO_EXTENSIONS
-from kws.data.augmentation import Augmentation
 from kws.data.data_split import BACKGROUND_NOISE_DIR_NAME, PARTITIONS, RANDOM_SEED
+from kws.data.dataset import DataIndex, DataSettings, data_dirs_from_flag
 from kws.features import ModelSettings
-from kws.vocabulary import (SILENCE_INDEX, UNKNOWN_WORD_INDEX, prepare_words_list,
-                            wanted_words_from_flags, words_list_from_flags)
+from kws.vocabulary import SILENCE_INDEX, UNKNOWN_WORD_INDEX, words_list_from_flags
 
 tf = tf_env.lazy_tensorflow()
 
@@ -102,14 +101,6 @@ def model_settings_from_flags(args: argparse.Namespace) -> ModelSettings:
     return features.settings_from_flags(args, len(words_list_from_flags(args)))
 
 
-def data_dirs_from_flag(data_dir: str) -> List[str]:
-    """The folders of a --data_dir comma list, in order, each once."""
-    folders = list(dict.fromkeys(part.strip() for part in data_dir.split(",") if part.strip()))
-    if not folders:
-        raise UsageError("--data_dir is empty; expected a folder or a comma list of folders")
-    return folders
-
-
 def partition_silence(labels: np.ndarray, partition: str, seed: int,
                       background: aug.BackgroundNoise, samples: int
                       ) -> Tuple[np.ndarray, np.ndarray]:
@@ -132,78 +123,36 @@ class AudioProcessor:
     masks last; every batch is a pure function of (seed, step).
     """
 
-    def __init__(self, data_dir: str, wanted_words: Sequence[str], model_settings: ModelSettings,
-                 validation_percentage: float = 10, testing_percentage: float = 10,
-                 silence_percentage: float = 10, unknown_percentage: float = 10,
-                 time_shift_ms: float = aug.DEFAULT_TIME_SHIFT_MS,
-                 background_frequency: float = aug.DEFAULT_BACKGROUND_FREQUENCY,
-                 background_volume: float = aug.DEFAULT_BACKGROUND_VOLUME, seed: int = RANDOM_SEED,
-                 augmentation: Optional[Augmentation] = None,
-                 extra_unknown_dirs: Sequence[str] = (), validation_dir: Optional[str] = None,
-                 background_noise_dir: Optional[str] = None,
-                 audio_cache_dir: Optional[str] = None, evaluation_partitions: str = "fixed",
-                 unknown_draw: str = "per_batch", exclude_words: Sequence[str] = ()):
-        if seed < 0:
-            raise UsageError(f"--seed must be 0 or more, got {seed}")
-        self.data_dir = data_dir
-        self.data_dirs = data_dirs_from_flag(data_dir)
-        self.audio_cache_dir = audio_cache_dir
+    def __init__(self, settings: DataSettings, model_settings: ModelSettings):
+        index = DataIndex.build(settings, model_settings.sample_rate)
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.audio_cache_dir = settings.audio_cache_dir
         self.model_settings = model_settings
-        self.words_list = prepare_words_list(wanted_words)
-        self.seed = seed
-        self.augmentation = augmentation or Augmentation()
-        self.extra_unknown_dirs = [d for d in extra_unknown_dirs if d]
-        for folder in self.extra_unknown_dirs:
-            if not os.path.isdir(folder):
-                raise UsageError(f"--extra_unknown_dirs {folder} is not a folder")
-        self.silence_percentage = silence_percentage
+        self.words_list = index.words_list
+        self.seed = settings.seed
+        self.augmentation = settings.augmentation
+        self.silence_percentage = settings.silence_percentage
         self.fingerprinter = features.Fingerprinter(model_settings)
-        self.mixes = data_split.partition_mixes(silence_percentage, unknown_percentage, seed,
-                                                evaluation_partitions)
-        keywords, unknowns = data_split.scan(self.data_dirs, self.extra_unknown_dirs, wanted_words,
-                                             validation_percentage, testing_percentage, exclude_words)
-        self.data_index = data_split.compose(keywords, unknowns, self.mixes, evaluation_partitions)
-        per_batch = data_split.check_unknown_draw(unknown_draw) == "per_batch"
-        self.unknown_pool = [path for path, _ in unknowns["training"]] if per_batch else []
+        self.mixes = index.mixes
+        self.data_index = index.data_index
+        self.unknown_pool = index.unknown_pool
+        self.background_data = index.background_data
         self._load_audio()
-        noise_folders = [os.path.join(folder, BACKGROUND_NOISE_DIR_NAME) for folder in self.data_dirs]
-        if background_noise_dir:
-            if not audio_io.audio_files(background_noise_dir):
-                raise UsageError(f"--background_noise_dir {background_noise_dir} holds no audio files "
-                                 f"(expected {' '.join(AUDIO_EXTENSIONS)})")
-            noise_folders.append(background_noise_dir)
-        self.background_data = audio_io.load_background_noise(noise_folders, model_settings.sample_rate)
-        if not self.background_data:
-            print(f"No {BACKGROUND_NOISE_DIR_NAME} folder with audio in {data_dir} and no "
-                  f"--background_noise_dir: training without background noise")
         self.background, self.transforms, self.spec_augment = aug.training_augmenters(
-            self.augmentation, self.background_data, background_frequency, background_volume,
-            time_shift_ms, model_settings, seed)
-        self.time_shift_samples = int(time_shift_ms * model_settings.sample_rate / 1000)
+            settings.augmentation, self.background_data, settings.background_frequency,
+            settings.background_volume, settings.time_shift_ms, model_settings, settings.seed)
+        self.time_shift_samples = int(settings.time_shift_ms * model_settings.sample_rate / 1000)
         self._mixers: Dict[tuple, Optional[spectral_mix.SpectralMixer]] = {}
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
-        self.validation_dir = validation_dir
-        if validation_dir:
-            self._validation_clips = self._load_validation_folder(validation_dir)
+        self.validation_dir = settings.validation_dir
+        if settings.validation_dir:
+            self._validation_clips = self._load_validation_folder(settings.validation_dir)
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace, model_settings: ModelSettings) -> "AudioProcessor":
-        """Builds the processor from the data flags, downloading the data set if needed.
-
-        Scripts that only evaluate have no augmentation flags: their processor
-        gets the defaults, which only training batches would use.
-        """
-        download.maybe_download_and_extract_dataset(args.data_url,
-                                                    data_dirs_from_flag(args.data_dir)[0])
-        return cls(args.data_dir, wanted_words_from_flags(args), model_settings,
-                   args.validation_percentage, args.testing_percentage, args.silence_percentage,
-                   args.unknown_percentage,
-                   getattr(args, "time_shift_ms", aug.DEFAULT_TIME_SHIFT_MS),
-                   getattr(args, "background_frequency", aug.DEFAULT_BACKGROUND_FREQUENCY),
-                   getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME),
-                   args.seed, Augmentation.from_flags(args), args.extra_unknown_dirs,
-                   args.validation_dir, args.background_noise_dir, args.audio_cache_dir,
-                   args.evaluation_partitions, args.unknown_draw, args.exclude_words)
+        """Builds the processor from the data flags, downloading the data set if needed."""
+        return cls(DataSettings.from_flags(args), model_settings)
 
     def _load_audio(self) -> None:
         """Reads every clip into memory (int16), dropping unreadable files from the index.

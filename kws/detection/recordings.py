@@ -23,7 +23,7 @@ import numpy as np
 
 from kws import cli, vocabulary
 from kws.cli import UsageError
-from kws.data import audio_io, data_split, speech_commands
+from kws.data import audio_io, data_split, dataset, speech_commands
 from kws.features import ModelSettings
 
 BACKGROUND_CROSSOVER_MS = 500  # noise segments overlap by this much
@@ -209,7 +209,7 @@ def words_from_flags(args: argparse.Namespace) -> Words:
                                                              others_as_unknown=True)
         return _words(clips, labels, words_list)
     paths, labels = [], []
-    for folder in speech_commands.data_dirs_from_flag(args.data_dir):
+    for folder in dataset.data_dirs_from_flag(args.data_dir):
         if not os.path.isdir(folder):
             raise UsageError(f"--data_dir {folder} is not a folder")
         for path in audio_io.word_folder_files(folder):

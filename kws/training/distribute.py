@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 from kws import cli, tf_env
 from kws.cli import UsageError
+from kws.data import sources
 from kws.features import ModelSettings
 
 tf = tf_env.import_tensorflow()
@@ -141,19 +142,19 @@ def fingerprints_on_device(args: argparse.Namespace) -> bool:
     return place == "device"
 
 
-def training_batches(strategy: tf.distribute.Strategy, data, batch_size: int, start_step: int,
-                     on_device: bool, teachers: Sequence[ModelSettings] = ()
-                     ) -> tf.distribute.DistributedDataset:
+def training_batches(strategy: tf.distribute.Strategy, data: sources.TrainingData,
+                     batch_size: int, start_step: int, on_device: bool,
+                     teachers: Sequence[ModelSettings] = ()) -> tf.distribute.DistributedDataset:
     """The training batches of data spread over the replicas, from start_step on.
 
-    Sharded data (records.ShardedData) is read by each worker from its own shards, in batches
-    of one replica's share; clips in memory (input_data.AudioProcessor) make the global batch
+    Sharded data (sources.ShardedSource: shards.ShardedData) is read by each worker from its own shards, in batches
+    of one replica's share; clips in memory (speech_commands.AudioProcessor) make the global batch
     of each step on every worker, which keeps its replicas' part of it (auto-shard by DATA).
     With teachers (their fingerprint settings), x carries their fingerprints too
     (pipeline.teacher_fingerprints).
     """
     check_batch_size(strategy, batch_size)
-    if hasattr(data, "worker_dataset"):
+    if isinstance(data, sources.ShardedSource):
         return strategy.distribute_datasets_from_function(
             lambda context: data.worker_dataset(context, batch_size, start_step, on_device, teachers))
     dataset = data.training_dataset(batch_size, start_step, on_device, teachers)

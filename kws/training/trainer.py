@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from kws import cli, evaluation, features, tf_env
-from kws.data import pipeline, speech_commands
+from kws.data import pipeline, sources, speech_commands
 from kws.training import checkpoints, distillation, distribute
 
 tf = tf_env.import_tensorflow()
@@ -102,12 +102,12 @@ def _all_layers(model: tf.keras.Model) -> List[tf.keras.layers.Layer]:
 class Trainer:
     """The training loop with its state, resumable from --train_dir/last."""
 
-    def __init__(self, model: tf.keras.Model, processor: speech_commands.AudioProcessor,
+    def __init__(self, model: tf.keras.Model, processor: sources.TrainingData,
                  args: argparse.Namespace, strategy: Optional[tf.distribute.Strategy] = None,
                  teachers: Sequence[distillation.Teacher] = (),
                  soft_targets: Optional[distillation.Distillation] = None):
-        """model must have been built in strategy.scope(); processor is an AudioProcessor or
-        records.ShardedData; with teachers, the loss blends the labels with their outputs."""
+        """model must have been built in strategy.scope(); processor is the training data
+        (sources.TrainingData); with teachers, the loss blends the labels with their outputs."""
         self.model = model
         self.teachers = list(teachers)
         self.soft_targets = soft_targets

@@ -38,7 +38,7 @@ import numpy as np
 
 from kws import cli, features, vocabulary
 from kws.cli import UsageError
-from kws.data import audio_io, speech_commands, synthesis, synthesis_engines
+from kws.data import audio_io, dataset, speech_commands, synthesis, synthesis_engines
 from kws.detection import recordings as recording
 from kws.runtime import metadata as model_metadata
 from kws.runtime import report as tflite_report
@@ -164,7 +164,7 @@ class Run:
     def __init__(self, settings: Settings, output_dir: str, jobs: int,
                  say: Callable[[str], None] = print):
         self.settings, self.output_dir, self.jobs, self.say = settings, output_dir, jobs, say
-        self.data_dirs = speech_commands.data_dirs_from_flag(settings.data_dir)
+        self.data_dirs = dataset.data_dirs_from_flag(settings.data_dir)
         self._backbone = None
 
     def path(self, *parts: str) -> str:

@@ -1,0 +1,49 @@
+"""What training reads of a data set, declared once, and the source the flags name.
+
+Two sources provide it: AudioProcessor (kws/data/speech_commands.py: the clips in memory)
+and ShardedData (kws/data/shards.py: TFRecord shards streamed from disk, --shards_dir),
+which also gives each worker of a multi-worker strategy its own shards (ShardedSource).
+tests/unit/data/test_sources.py checks that both keep to it.
+"""
+import argparse
+from typing import List, Protocol, Sequence, Tuple, runtime_checkable
+
+import numpy as np
+
+from kws.data import shards, speech_commands
+from kws.features import ModelSettings
+
+
+@runtime_checkable
+class TrainingData(Protocol):
+    """A data set as the trainer reads it."""
+
+    words_list: List[str]  # the labels: _silence_, _unknown_, the wanted words
+    model_settings: ModelSettings
+
+    def set_size(self, partition: str) -> int:
+        """How many samples a partition has (silence and unknown included)."""
+
+    def fingerprints(self, partition: str) -> Tuple[np.ndarray, np.ndarray]:
+        """Deterministic fingerprints [n, fingerprint_size] and labels [n] of a partition."""
+
+    def training_dataset(self, batch_size: int, start_step: int = 0, on_device: bool = False,
+                         teachers: Sequence[ModelSettings] = ()):
+        """The tf.data batches of training from start_step on (each a function of seed and
+        step): (model inputs, labels), with each teacher's inputs when there are teachers."""
+
+
+@runtime_checkable
+class ShardedSource(TrainingData, Protocol):
+    """A data set whose workers each read their own part (tf.distribute's InputContext)."""
+
+    def worker_dataset(self, context, batch_size: int, start_step: int, on_device: bool,
+                       teachers: Sequence[ModelSettings] = ()):
+        """One worker's training batches: its shards, its share of the global batch."""
+
+
+def data_from_flags(args: argparse.Namespace, settings: ModelSettings) -> TrainingData:
+    """The training data of the flags: ShardedData with --shards_dir, else an AudioProcessor."""
+    if getattr(args, "shards_dir", None):
+        return shards.ShardedData(args.shards_dir, args, settings)
+    return speech_commands.AudioProcessor.from_flags(args, settings)
