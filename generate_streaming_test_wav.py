@@ -16,26 +16,26 @@ and --seed give the same files.
 import argparse
 
 from kws import cli
-from kws.detection import recordings as recording
+from kws.detection import recordings
 
 
 def main(args: argparse.Namespace) -> None:
-    mixing = recording.mixing_from_flags(args)
-    words = recording.words_from_flags(args)
-    noises = (recording.load_noise(args.background_noise_dir, args.sample_rate)
+    mixing = recordings.mixing_from_flags(args)
+    words = recordings.words_from_flags(args)
+    noises = (recordings.load_noise(args.background_noise_dir, args.sample_rate)
               if args.background_noise_dir else [])
-    audio, truth = recording.generate(words, noises, mixing)
-    cli.write_atomically(args.output_wav, recording.wav_bytes(audio, args.sample_rate))
-    recording.write_ground_truth(args.output_ground_truth, truth)
+    audio, truth = recordings.generate(words, noises, mixing)
+    cli.write_atomically(args.output_wav, recordings.wav_bytes(audio, args.sample_rate))
+    recordings.write_ground_truth(args.output_ground_truth, truth)
     print(f"Words: {', '.join(f'{label} {len(clips)}' for label, clips in words.keywords.items())}, "
           f"unknown {len(words.unknown)} clips; noise: {len(noises)} recordings")
-    print(f"Wrote {args.output_wav}: {recording.describe(truth, mixing)}")
+    print(f"Wrote {args.output_wav}: {recordings.describe(truth, mixing)}")
     print(f"Wrote {args.output_ground_truth}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__.splitlines()[0])
-    recording.add_generation_flags(parser)
+    recordings.add_generation_flags(parser)
     return parser
 
 

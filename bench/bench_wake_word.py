@@ -10,7 +10,7 @@ Rows of the table (each a detector, written by train_wake_word.py's library):
   random weights on the text row's examples, no backbone;
 - real (baseline b, an upper bound): the head on the backbone trained on the real
   clips of the word of the training partition, nothing synthesized.
-Streams (recording.generate, as generate_streaming_test_wav.py makes them): real speech
+Streams (test_recordings.generate, as generate_streaming_test_wav.py makes them): real speech
 of the other words of the validation partition of --data_dir (never in the backbone's
 training) in the noise recordings, --measure_minutes long, one word every 1 to 3 s, a
 quarter of them the word itself at known times:
@@ -40,8 +40,8 @@ from kws import cli  # noqa: E402
 from kws import plots  # noqa: E402
 from kws.data import data_split  # noqa: E402
 from kws.data import dataset  # noqa: E402
-from kws.detection import detector as streaming  # noqa: E402
-from kws.detection import recordings as recording  # noqa: E402
+from kws.detection import detector as detection  # noqa: E402
+from kws.detection import recordings as test_recordings  # noqa: E402
 from kws.runtime import metadata  # noqa: E402
 from kws.wake_word import data  # noqa: E402
 from kws.wake_word import stages  # noqa: E402
@@ -50,7 +50,7 @@ ROWS = ("text", "recordings", "scratch", "real")
 RECORDINGS = 10
 POSITIVE_PERCENTAGE = 25.0  # of the stream's words
 THRESHOLDS = tuple(np.unique(np.round(np.concatenate(
-    [streaming.SWEEP_THRESHOLDS, 1 - np.logspace(-1, -4, 46)]), 6)))
+    [detection.SWEEP_THRESHOLDS, 1 - np.logspace(-1, -4, 46)]), 6)))
 RATES = (0.5, 1.0)  # false alarms per hour of the table
 
 
@@ -146,39 +146,40 @@ def make_stream(args: argparse.Namespace, positives: List[str], negatives: List[
     truth_path = wav[:-4] + "_labels.txt"
     if not os.path.exists(truth_path):
         duration_s = args.measure_minutes * 60
-        words = recording.Words({args.word: data.load(positives, data.SAMPLE_RATE, data.SAMPLE_RATE)},
-                                data.load(data.sample(negatives, duration_s // 3 + 1, args.seed),
-                                          data.SAMPLE_RATE, data.SAMPLE_RATE))
-        noises = recording.load_noise(args.background_noise_dir, data.SAMPLE_RATE)
-        mixing = recording.Mixing(data.SAMPLE_RATE, 1000, duration_s, 2000, 100 - POSITIVE_PERCENTAGE, 0.1,
-                                  (-6.0, 0.0), args.seed)
-        audio, truth = recording.generate(words, noises, mixing)
-        cli.write_atomically(wav, recording.wav_bytes(audio, data.SAMPLE_RATE))
-        recording.write_ground_truth(truth_path, truth)
-        print(f"Wrote {wav}: {recording.describe(truth, mixing)} ({len(positives)} clips of "
+        words = test_recordings.Words(
+            {args.word: data.load(positives, data.SAMPLE_RATE, data.SAMPLE_RATE)},
+            data.load(data.sample(negatives, duration_s // 3 + 1, args.seed),
+                      data.SAMPLE_RATE, data.SAMPLE_RATE))
+        noises = test_recordings.load_noise(args.background_noise_dir, data.SAMPLE_RATE)
+        mixing = test_recordings.Mixing(data.SAMPLE_RATE, 1000, duration_s, 2000,
+                                        100 - POSITIVE_PERCENTAGE, 0.1, (-6.0, 0.0), args.seed)
+        audio, truth = test_recordings.generate(words, noises, mixing)
+        cli.write_atomically(wav, test_recordings.wav_bytes(audio, data.SAMPLE_RATE))
+        test_recordings.write_ground_truth(truth_path, truth)
+        print(f"Wrote {wav}: {test_recordings.describe(truth, mixing)} ({len(positives)} clips of "
               f"{args.word}, {len(words.unknown)} of other words)")
     return wav, truth_path
 
 
 def measure(tflite_path: str, wav: str, truth_path: str, name: str, plot_dir: str) -> dict:
     """Recall at RATES and at the file's threshold, the sweep's PNG."""
-    audio = recording.read_recording(wav, data.SAMPLE_RATE)
-    truth = recording.read_ground_truth(truth_path)
+    audio = test_recordings.read_recording(wav, data.SAMPLE_RATE)
+    truth = test_recordings.read_ground_truth(truth_path)
     scores = data.detector_scores(tflite_path, audio)
     defaults = data.detection_defaults()
     tolerance = streaming_defaults().time_tolerance_ms
     duration_s = len(audio) / data.SAMPLE_RATE
-    rows = streaming.sweep(scores, truth, defaults.suppression_ms, tolerance, duration_s, 1000,
+    rows = detection.sweep(scores, truth, defaults.suppression_ms, tolerance, duration_s, 1000,
                            THRESHOLDS)
     figures = {"positives": len(truth), "hours": duration_s / 3600}
     for rate in RATES:
-        point = streaming.threshold_for_false_alarms(rows, rate)
+        point = detection.threshold_for_false_alarms(rows, rate)
         figures[f"recall_at_{rate:g}"] = point["hit_rate"] if point else 0.0
         if rate == 1.0:
             plots.detection_curve(plot_dir, rows, point, name)
     with open(tflite_path, "rb") as handle:
         threshold = metadata.read_metadata(handle.read())["threshold"]
-    own = streaming.match(scores.detections(threshold, defaults.suppression_ms), truth, tolerance,
+    own = detection.match(scores.detections(threshold, defaults.suppression_ms), truth, tolerance,
                           duration_s, 1000).figures()
     figures.update(threshold=threshold, recall_at_threshold=own["hit_rate"],
                    false_alarms_per_hour_at_threshold=own["false_alarms_per_hour"])
@@ -187,7 +188,7 @@ def measure(tflite_path: str, wav: str, truth_path: str, name: str, plot_dir: st
 
 def streaming_defaults() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    streaming.add_accuracy_flags(parser)
+    detection.add_accuracy_flags(parser)
     return parser.parse_args([])
 
 

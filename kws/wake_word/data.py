@@ -12,7 +12,7 @@ noise folder, resampling, reverberation, equalization, gain):
 The training partition's speakers are split once more: STREAM_SPEAKER_PERCENT of
 them (by a hash of the speaker, as data_split splits partitions) are kept out of
 the examples and make the negative stream, a recording of their words in noise
-(recording.generate) on which the threshold is chosen, so that the false-alarm
+(test_recordings.generate) on which the threshold is chosen, so that the false-alarm
 rate is measured on voices the detector did not learn from.
 """
 import argparse
@@ -29,8 +29,8 @@ from kws.cli import UsageError
 from kws.data import audio_io
 from kws.data import augmentation as aug
 from kws.data import data_split
-from kws.detection import detector as streaming
-from kws.detection import recordings as recording
+from kws.detection import detector as detection
+from kws.detection import recordings as test_recordings
 from kws.runtime import metadata, tflite_model
 
 SILENCE_INDEX, UNKNOWN_INDEX, WAKE_WORD_INDEX = 0, 1, 2
@@ -121,7 +121,7 @@ def read_recordings(folder: str, sample_rate: int, samples: int) -> np.ndarray:
     if not paths:
         raise UsageError(f"--recordings {folder} is empty: put recordings of the wake word in "
                          f"it ({' '.join(audio_io.AUDIO_EXTENSIONS)})")
-    audio, _, errors = recording.read_recordings(paths, sample_rate)
+    audio, _, errors = test_recordings.read_recordings(paths, sample_rate)
     if errors:
         raise UsageError(f"--recordings {errors[0]}")
     return np.stack([fit_clip(one, samples) for one in audio])
@@ -177,15 +177,16 @@ def negative_stream(clips: np.ndarray, noises: Sequence[np.ndarray], duration_s:
     (generate_streaming_test_wav.py's defaults), without any wake word."""
     if not len(clips):
         raise UsageError("no clip of other words is left for the negative stream")
-    mixing = recording.Mixing(sample_rate, 1000, duration_s, 2000, 100.0, 0.1, (-6.0, 0.0), seed)
-    audio, _ = recording.generate(recording.Words({}, clips), noises, mixing)
+    mixing = test_recordings.Mixing(sample_rate, 1000, duration_s, 2000, 100.0, 0.1, (-6.0, 0.0),
+                                    seed)
+    audio, _ = test_recordings.generate(test_recordings.Words({}, clips), noises, mixing)
     return audio
 
 
-def choose_threshold(scores: streaming.StreamScores, duration_s: float, per_hour: float,
+def choose_threshold(scores: detection.StreamScores, duration_s: float, per_hour: float,
                      suppression_ms: float) -> Tuple[float, int]:
     """The lowest threshold at which a stream without the wake word gives at most per_hour
-    false alarms per hour (detections, as streaming.StreamScores.detections makes them), and
+    false alarms per hour (detections, as detection.StreamScores.detections makes them), and
     how many it gives there: a bisection over the stream's own scores (a lower threshold
     detects at least as much, up to suppression's rare exceptions; the count returned is
     that of the threshold returned)."""
@@ -204,11 +205,11 @@ def choose_threshold(scores: streaming.StreamScores, duration_s: float, per_hour
     return chosen, len(scores.detections(chosen, suppression_ms))
 
 
-def detection_defaults() -> streaming.DetectionSettings:
+def detection_defaults() -> detection.DetectionSettings:
     """test_streaming_accuracy.py's detection flags as they are when not given."""
     parser = argparse.ArgumentParser()
-    streaming.add_detection_flags(parser)
-    return streaming.detection_settings_from_flags(parser.parse_args([]))
+    detection.add_detection_flags(parser)
+    return detection.detection_settings_from_flags(parser.parse_args([]))
 
 
 def detector_settings(content: bytes) -> Tuple[features.ModelSettings, List[str]]:
@@ -220,11 +221,11 @@ def detector_settings(content: bytes) -> Tuple[features.ModelSettings, List[str]
     return features.prepare_model_settings(len(labels), *(values[name] for name in fields)), labels
 
 
-def detector_scores(tflite_path: str, audio: np.ndarray) -> streaming.StreamScores:
+def detector_scores(tflite_path: str, audio: np.ndarray) -> detection.StreamScores:
     """A detector's .tflite over int16 audio as test_streaming_accuracy.py runs it without
     flags: its own settings, the default detection flags (a streaming file: its own stride)."""
     with open(tflite_path, "rb") as handle:
         settings, labels = detector_settings(handle.read())
     model = tflite_model.TFLiteModel(tflite_path)
     model.check_settings(settings, argparse.Namespace(), labels)
-    return streaming.stream_scores(audio, settings, model, labels, detection_defaults())
+    return detection.stream_scores(audio, settings, model, labels, detection_defaults())

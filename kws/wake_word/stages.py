@@ -39,7 +39,7 @@ import numpy as np
 from kws import cli, features, vocabulary
 from kws.cli import UsageError
 from kws.data import audio_io, dataset, speech_commands, synthesis, synthesis_engines
-from kws.detection import recordings as recording
+from kws.detection import recordings as test_recordings
 from kws.runtime import metadata as model_metadata
 from kws.runtime import report as tflite_report
 from kws.runtime import tflite_model
@@ -308,7 +308,8 @@ class Run:
         words = data.load(data.sample(stream_paths, duration_s // SLOT_S + 1, settings.seed),
                           rate, samples)
         audio = data.negative_stream(words, noises, duration_s, rate, settings.seed)
-        cli.write_atomically(self.path("negative_stream.wav"), recording.wav_bytes(audio, rate))
+        cli.write_atomically(self.path("negative_stream.wav"),
+                             test_recordings.wav_bytes(audio, rate))
         self.say(f"  negative stream: {settings.stream_minutes} min of {len(words)} clips of "
                  "other words in noise, from speakers the examples do not have")
 
@@ -338,7 +339,7 @@ class Run:
         settings, path = self.settings, self.path("detector_no_threshold.tflite")
         with open(path, "rb") as handle:
             rate = data.detector_settings(handle.read())[0].sample_rate
-        audio = recording.read_recording(self.path("negative_stream.wav"), rate)
+        audio = test_recordings.read_recording(self.path("negative_stream.wav"), rate)
         scores = data.detector_scores(path, audio)
         duration_s = len(audio) / rate
         threshold, false_alarms = data.choose_threshold(

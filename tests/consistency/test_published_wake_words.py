@@ -5,11 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, write_wav
 
 import test_streaming_accuracy
 from kws.runtime import metadata
 from kws.runtime.tflite_model import TFLiteModel
+
+from conftest import ROOT, write_wav
 
 FOLDER = ROOT / "Pretrained_models" / "wake_words"
 WORDS = sorted(path.name for path in FOLDER.iterdir() if (path / f"{path.name}.tflite").exists())

@@ -10,8 +10,8 @@ import pytest
 
 from kws import cli, vocabulary
 from kws.data import data_split, speech_commands, synthesis_engines
-from kws.detection import detector as streaming
-from kws.detection import recordings as recording
+from kws.detection import detector as detection
+from kws.detection import recordings as test_recordings
 from kws.runtime import metadata
 from kws.wake_word import data as wake_word_data
 from kws.wake_word import near_misses, stages
@@ -94,11 +94,11 @@ def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_
     # the file alone: test_streaming_accuracy.py takes its settings and threshold from it
     positives = wake_word_data.load(sorted(map(str, (out / "synthesized" / "happy").glob("*.wav"))),
                                     16000, 16000)
-    mixing = recording.Mixing(16000, 1000, 30, 2000, 0.0, 0.1, (-6.0, 0.0), 1)
-    audio, truth = recording.generate(recording.Words({"happy": positives}, positives[:0]), [],
-                                      mixing)
-    (tmp_path / "stream.wav").write_bytes(recording.wav_bytes(audio, 16000))
-    recording.write_ground_truth(str(tmp_path / "truth.txt"), truth)
+    mixing = test_recordings.Mixing(16000, 1000, 30, 2000, 0.0, 0.1, (-6.0, 0.0), 1)
+    audio, truth = test_recordings.generate(
+        test_recordings.Words({"happy": positives}, positives[:0]), [], mixing)
+    (tmp_path / "stream.wav").write_bytes(test_recordings.wav_bytes(audio, 16000))
+    test_recordings.write_ground_truth(str(tmp_path / "truth.txt"), truth)
     capsys.readouterr()
     test_streaming_accuracy.main(test_streaming_accuracy.build_parser().parse_args(
         ["--tflite_path", str(detector), "--wav", str(tmp_path / "stream.wav"),
@@ -155,7 +155,7 @@ def test_threshold_chooser_gives_the_false_alarm_rate_it_promises_on_a_synthetic
         scores[:, 2] = np.repeat(rng.beta(2, 6, segments), 1000 / stride_ms + 1)[:count]
         scores[:, 1] = 1 - scores[:, 2]
         times = np.arange(count) * stride_ms
-        return streaming.smooth(times, scores, ["_silence_", "_unknown_", "happy"], stride_ms, 500)
+        return detection.smooth(times, scores, ["_silence_", "_unknown_", "happy"], stride_ms, 500)
 
     chosen_on, measured_on = stream(), stream()
     suppression = wake_word_data.detection_defaults().suppression_ms

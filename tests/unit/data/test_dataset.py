@@ -1,9 +1,10 @@
 """kws.data.dataset: the data flags as one value, and the index before any clip is read."""
 import pytest
-from conftest import WANTED, processor
 
 from kws.cli import UsageError
 from kws.data import dataset
+
+from conftest import WANTED, processor
 
 
 def test_the_index_is_the_processors_before_any_clip_is_read(data_dir):

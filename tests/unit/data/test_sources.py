@@ -2,10 +2,11 @@
 import inspect
 
 import pytest
-from conftest import TINY_FEATURE_FLAGS, WANTED, make_speech_commands
 
 from kws import cli, features, vocabulary
 from kws.data import shards, sources, speech_commands
+
+from conftest import TINY_FEATURE_FLAGS, WANTED, make_speech_commands
 
 
 def parse(*argv, writing=False):
