@@ -5,7 +5,7 @@ their --wanted_words order (prepare_words_list), as in Arm's and TensorFlow's sc
 labels file (Arm's labels.txt, --labels) lists them one per line. No TensorFlow.
 """
 import argparse
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 from kws.cli import UsageError
 
@@ -66,7 +66,6 @@ def read_labels(path: str) -> List[str]:
     return labels
 
 
-def labels_from_flags(args: argparse.Namespace, labels_file: Optional[str] = None) -> List[str]:
+def labels_from_flags(args: argparse.Namespace) -> List[str]:
     """A model's labels: the --labels file, else _silence_, _unknown_ and --wanted_words."""
-    path = labels_file or getattr(args, "labels", None)
-    return read_labels(path) if path else words_list_from_flags(args)
+    return read_labels(args.labels) if args.labels else words_list_from_flags(args)

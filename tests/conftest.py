@@ -116,7 +116,7 @@ def ds_cnn_settings():
 def processor(data_dir, **kwargs):
     """An AudioProcessor over data_dir for WANTED with DS-CNN features; kwargs override."""
     from kws.data import dataset, speech_commands
-    settings = ds_cnn_settings() if "model_settings" not in kwargs else kwargs.pop("model_settings")
+    settings = kwargs.pop("model_settings", ds_cnn_settings())
     return speech_commands.AudioProcessor(dataset.DataSettings(
         str(data_dir), tuple(kwargs.pop("wanted_words", WANTED)), **kwargs), settings)
 

@@ -17,7 +17,7 @@ import numpy as np
 from kws import tf_env
 from kws.cli import UsageError
 from kws.export import calibration
-from kws.runtime.tflite_model import TFLiteModel
+from kws.runtime.tflite_model import AUDIO_INPUT, TFLiteModel
 
 tf = tf_env.import_tensorflow()
 
@@ -164,7 +164,7 @@ def _generator(inputs: np.ndarray, dtype: "tf.DType"):
 def input_name(model: tf.keras.Model) -> str:
     """The name of a converted model's input: audio for a raw-audio model (kws/export/raw_audio.py's
     input, by which tflite_model recognises one), else input, as in Arm's files."""
-    return "audio" if model.inputs[0].name.split(":")[0] == "audio" else "input"
+    return AUDIO_INPUT if model.inputs[0].name.split(":")[0] == AUDIO_INPUT else "input"
 
 
 def to_tflite(model: tf.keras.Model, mode: Mode, fingerprints: Optional[np.ndarray] = None,

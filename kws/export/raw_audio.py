@@ -32,6 +32,7 @@ import numpy as np
 from kws import features, graph_features, tf_env
 from kws.cli import UsageError
 from kws.export import calibration, quantization
+from kws.runtime.tflite_model import AUDIO_INPUT
 
 tf = tf_env.import_tensorflow()
 
@@ -86,7 +87,7 @@ def with_features(model: tf.keras.Model, model_settings: features.ModelSettings,
                   input_type: str, floor: Optional[float] = None) -> tf.keras.Model:
     """model behind the Fingerprint front end: one clip of input_type audio in, scores out."""
     audio = tf.keras.Input([model_settings.desired_samples], batch_size=1, dtype=input_type,
-                           name="audio")
+                           name=AUDIO_INPUT)
     fingerprint = Fingerprint(model_settings, floor, name=FRONT_END)(audio)
     return tf.keras.Model(audio, model(fingerprint, training=False), name="raw_audio")
 

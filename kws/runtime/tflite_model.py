@@ -38,7 +38,8 @@ _WINDOW_SIZES_MS = (30.0, 40.0, 20.0, 25.0, 32.0, 50.0, 64.0)
 _WINDOW_STRIDES_MS = (10.0, 20.0, 40.0, 30.0, 15.0, 25.0, 32.0, 16.0, 8.0, 5.0, 50.0, 64.0)
 _DCT_COUNTS = (10, 40, 13, 20, 30, 12, 16, 8, 32, 24, 15, 5) + tuple(range(1, 41))
 
-_AUDIO_INPUT = re.compile(r"(^|_)audio(:\d+)?$")  # kws/export/raw_audio.py's input, as LiteRT names it
+AUDIO_INPUT = "audio"  # the input name of a raw-audio model (kws/export/raw_audio.py)
+_AUDIO_INPUT = re.compile(rf"(^|_){AUDIO_INPUT}(:\d+)?$")  # as LiteRT names it: serving_default_audio:0
 
 
 def _format_ms(value: float) -> str:

@@ -130,7 +130,8 @@ def test_the_library_imports_no_root_file():
 
 
 def test_library_modules_import_no_cycle():
-    library = {name: library_imports(path) - {name} for name, path in library_modules().items()}
+    modules = library_modules()
+    library = {name: library_imports(path) - {name} for name, path in modules.items()}
     visiting, done = set(), set()
 
     def visit(module, trail):
@@ -139,7 +140,7 @@ def test_library_modules_import_no_cycle():
         assert module not in visiting, "import cycle: " + " -> ".join(trail + [module])
         visiting.add(module)
         for imported in sorted(library.get(module, ())):
-            if not library_modules()[imported].name == "__init__.py":
+            if modules[imported].name != "__init__.py":
                 visit(imported, trail + [module])
         visiting.discard(module)
         done.add(module)
