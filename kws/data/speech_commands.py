@@ -333,7 +333,9 @@ class AudioProcessor:
     def _spectral_batches(self, mixer: spectral_mix.SpectralMixer, batch_size: int, start_step: int,
                           teachers: Sequence[ModelSettings] = ()) -> Iterator[tuple]:
         """(x, labels) of each training batch from start_step on, mixed in the spectrum with the
-        draws of (seed, step): x the fingerprints, with teachers the tuple of every settings'."""
+        draws of (seed, step): x the fingerprints, with teachers the tuple of every settings'
+        (computed once per distinct settings: a teacher framed like the student without
+        SpecAugment's masks shares its fingerprints)."""
         draws = spectral_mix.DrawSettings(mixer.shift_hops, self.augmentation.gain_db,
                                           len(self.background.noises), self.background.frequency,
                                           self.background.volume)
@@ -345,7 +347,11 @@ class AudioProcessor:
             if not teachers:
                 yield student, labels
                 continue
-            yield (student, *(spectral_mix.fingerprints(magnitude, one) for one in teachers)), labels
+            computed = {} if masks is not None else {self.model_settings: student}
+            for one in teachers:
+                if one not in computed:
+                    computed[one] = spectral_mix.fingerprints(magnitude, one)
+            yield (student, *(computed[one] for one in teachers)), labels
 
 
 def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,

@@ -51,6 +51,18 @@ def test_a_teacher_with_other_coefficients_shares_the_students_spectra(data_dir)
     np.testing.assert_array_equal(alone_labels.numpy(), labels.numpy())
 
 
+def test_a_teacher_framed_like_the_student_shares_its_fingerprints_but_not_its_masks(data_dir):
+    plain = processor(data_dir)
+    (x_student, x_teacher), _ = next(iter(plain.training_dataset(8, teachers=[plain.model_settings])))
+    np.testing.assert_array_equal(x_teacher.numpy(), x_student.numpy())
+    masked = processor(data_dir, augmentation=augmentation.Augmentation(
+        augmentation_domain="spectrum", time_masks=2, time_mask_max=10))
+    (x_student, x_teacher), _ = next(iter(masked.training_dataset(8, teachers=[masked.model_settings])))
+    assert np.sum(x_student.numpy() == 0) > np.sum(x_teacher.numpy() == 0)
+    np.testing.assert_array_equal(x_student.numpy()[x_student.numpy() != 0],
+                                  x_teacher.numpy()[x_student.numpy() != 0])
+
+
 def test_a_teacher_with_other_frames_gets_its_own_fingerprints_of_the_same_audio(data_dir, capsys):
     audio = processor(data_dir, seed=3)
     teacher = features.prepare_model_settings(audio.model_settings.label_count, 16000, 1000, 40, 40, 10)
