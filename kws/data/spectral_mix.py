@@ -81,6 +81,12 @@ def free_memory_bytes() -> int:
     return 0
 
 
+def as_pairs(spectra: np.ndarray) -> np.ndarray:
+    """float32 [..., 2] (real, imaginary) of complex spectra: the layout of the mixer's arrays,
+    so that a noise stretch is added to a clip's spectra in one contiguous operation."""
+    return np.stack([spectra.real, spectra.imag], -1)
+
+
 class SpectralMixer:
     """The spectra of a set of int16 clips and of the noise recordings, and the magnitude
     spectra of augmented batches made from them."""
@@ -102,11 +108,12 @@ class SpectralMixer:
             peaks = np.maximum(np.abs(spectra.real).max(axis=(1, 2)), np.abs(spectra.imag).max(axis=(1, 2)))
             scales = np.where(peaks > 0, FLOAT16_PEAK / np.maximum(peaks, 1e-30), 1.0)
             spectra *= scales[:, None, None]
-            self.clip_spectra[start:start + len(chunk)] = np.stack([spectra.real, spectra.imag], -1)
+            self.clip_spectra[start:start + len(chunk)] = as_pairs(spectra)
             self.clip_scales[start:start + len(chunk)] = 1.0 / scales
         self.noise_spectra: List[np.ndarray] = [
-            short_time_spectra(np.resize(noise, max(len(noise), settings.desired_samples)).astype(np.float32),
-                               settings, bins) for noise in noises]
+            as_pairs(short_time_spectra(np.resize(noise, max(len(noise), settings.desired_samples)
+                                                  ).astype(np.float32), settings, bins))
+            for noise in noises]
 
     def magnitude(self, rows: np.ndarray, draws: SpectralDraws) -> np.ndarray:
         """float32 magnitude spectra [batch, frames, bins] of clips rows, shifted, scaled by
@@ -117,9 +124,7 @@ class SpectralMixer:
         spectra *= (self.clip_scales[rows] * draws.gains)[:, None, None, None]
         for i in np.flatnonzero(draws.volumes > 0):
             noise = self.noise_spectra[draws.noise_choice[i]]
-            stretch = noise[draws.noise_starts[i]:draws.noise_starts[i] + self.frames]
-            spectra[i, ..., 0] += draws.volumes[i] * stretch.real
-            spectra[i, ..., 1] += draws.volumes[i] * stretch.imag
+            spectra[i] += draws.volumes[i] * noise[draws.noise_starts[i]:draws.noise_starts[i] + self.frames]
         np.square(spectra, out=spectra)
         return np.sqrt(spectra[..., 0] + spectra[..., 1])
 
