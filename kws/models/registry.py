@@ -416,11 +416,13 @@ def _layer_macs(layer: tf.keras.layers.Layer) -> int:
     if not layer.weights or isinstance(layer, (layers.BatchNormalization, SubSpectralNorm)):
         return 0
     if isinstance(layer, layers.Dense):
-        return macs.weighted([layer.kernel.shape], _output_positions(layer))
+        return macs.weighted([layer.kernel.shape], _positions(layer, layer.output_shape))
+    if isinstance(layer, (layers.Conv1DTranspose, layers.Conv2DTranspose)):
+        return macs.weighted([layer.kernel.shape], _positions(layer, layer.input_shape))
     if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D,
                           layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D)):
         kernels = [weight.shape for weight in layer.weights if weight.shape.rank > 1]
-        return macs.weighted(kernels, _output_positions(layer))
+        return macs.weighted(kernels, _positions(layer, layer.output_shape))
     if isinstance(layer, tf.keras.layers.RNN):
         return macs.weighted(_cell_matrices(layer.cell), _time_steps(layer))
     if isinstance(layer, tf.keras.layers.Bidirectional):
@@ -431,9 +433,10 @@ def _layer_macs(layer: tf.keras.layers.Layer) -> int:
                      f"{type(layer).__name__}")
 
 
-def _output_positions(layer: tf.keras.layers.Layer) -> int:
-    """How many times the layer applies its kernel: the output size without channels."""
-    shape = layer.output_shape[1:]
+def _positions(layer: tf.keras.layers.Layer, shape: Tuple[Optional[int], ...]) -> int:
+    """The positions of one clip's tensor of the layer (shape: batch first): its size
+    without batch and channels."""
+    shape = shape[1:]
     if getattr(layer, "data_format", "channels_last") == "channels_first":
         shape = shape[1:] + shape[:1]
     return macs.positions(shape)
