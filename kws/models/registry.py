@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import numbers
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from kws import tf_env
+from kws import macs, tf_env
 from kws.cli import UsageError
 from kws.features import ModelSettings
 from kws.models import zoo_30k as kws30k
@@ -401,8 +400,9 @@ def count_macs(model: tf.keras.Model) -> int:
     output position; recurrent layers count their cell's matrix multiplies
     once per time step. Element-wise operations, activations and pooling count
     nothing, nor does batch norm (folded at deployment, or bc_resnet's sub-spectral
-    norm: a multiply and an add per value). Raises ValueError for a
-    layer with weights of a type it does not know.
+    norm: a multiply and an add per value). This is kws/macs.py's rule, which the
+    .tflite report follows too. Raises ValueError for a layer with weights of a
+    type it does not know.
     """
     return sum(_layer_macs(layer) for layer in model.layers)
 
@@ -416,26 +416,30 @@ def _layer_macs(layer: tf.keras.layers.Layer) -> int:
     if not layer.weights or isinstance(layer, (layers.BatchNormalization, SubSpectralNorm)):
         return 0
     if isinstance(layer, layers.Dense):
-        return layer.kernel.shape.num_elements() * _output_positions(layer)
+        return macs.weighted([layer.kernel.shape], _positions(layer, layer.output_shape))
+    if isinstance(layer, (layers.Conv1DTranspose, layers.Conv2DTranspose)):
+        return macs.weighted([layer.kernel.shape], _positions(layer, layer.input_shape))
     if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D,
                           layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D)):
-        kernels = [weight for weight in layer.weights if weight.shape.rank > 1]
-        return sum(kernel.shape.num_elements() for kernel in kernels) * _output_positions(layer)
+        kernels = [weight.shape for weight in layer.weights if weight.shape.rank > 1]
+        return macs.weighted(kernels, _positions(layer, layer.output_shape))
     if isinstance(layer, tf.keras.layers.RNN):
-        return _cell_macs(layer.cell) * _time_steps(layer)
+        return macs.weighted(_cell_matrices(layer.cell), _time_steps(layer))
     if isinstance(layer, tf.keras.layers.Bidirectional):
-        cell_macs = _cell_macs(layer.forward_layer.cell) + _cell_macs(layer.backward_layer.cell)
-        return cell_macs * _time_steps(layer)
+        matrices = (_cell_matrices(layer.forward_layer.cell) +
+                    _cell_matrices(layer.backward_layer.cell))
+        return macs.weighted(matrices, _time_steps(layer))
     raise ValueError(f"count_macs does not know layer {layer.name!r} of type "
                      f"{type(layer).__name__}")
 
 
-def _output_positions(layer: tf.keras.layers.Layer) -> int:
-    """How many times the layer applies its kernel: the output size without channels."""
-    shape = layer.output_shape
+def _positions(layer: tf.keras.layers.Layer, shape: Tuple[Optional[int], ...]) -> int:
+    """The positions of one clip's tensor of the layer (shape: batch first): its size
+    without batch and channels."""
+    shape = shape[1:]
     if getattr(layer, "data_format", "channels_last") == "channels_first":
-        return math.prod(shape[2:])
-    return math.prod(shape[1:-1])
+        shape = shape[1:] + shape[:1]
+    return macs.positions(shape)
 
 
 def _time_steps(layer: tf.keras.layers.Layer) -> int:
@@ -445,12 +449,12 @@ def _time_steps(layer: tf.keras.layers.Layer) -> int:
     return steps
 
 
-def _cell_macs(cell: tf.keras.layers.Layer) -> int:
-    """Multiply-accumulates of one step of a recurrent cell."""
+def _cell_matrices(cell: tf.keras.layers.Layer) -> List[tf.TensorShape]:
+    """The shapes of the matrices that one step of a recurrent cell multiplies by."""
     from kws.models.lstm_cell import ProjectionLSTMCell
 
     if isinstance(cell, tf.keras.layers.StackedRNNCells):
-        return sum(_cell_macs(inner) for inner in cell.cells)
+        return [shape for inner in cell.cells for shape in _cell_matrices(inner)]
     if isinstance(cell, (tf.keras.layers.LSTMCell, tf.keras.layers.GRUCell,
                          tf.keras.layers.SimpleRNNCell)):
         matrices = [cell.kernel, cell.recurrent_kernel]
@@ -459,4 +463,4 @@ def _cell_macs(cell: tf.keras.layers.Layer) -> int:
     else:
         raise ValueError(f"count_macs does not know recurrent cell {cell.name!r} of type "
                          f"{type(cell).__name__}")
-    return sum(matrix.shape.num_elements() for matrix in matrices)
+    return [matrix.shape for matrix in matrices]

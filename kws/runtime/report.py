@@ -11,7 +11,7 @@ with ai-edge-litert), so it works for any .tflite file, ours or Arm's:
 - multiply-accumulates of one inference, per weighted op (FULLY_CONNECTED,
   CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, BATCH_MATMUL,
   UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN, SVDF); element-wise ops, activations
-  and pooling count nothing, as in models.count_macs;
+  and pooling count nothing: kws/macs.py's rule, which models.count_macs follows too;
 - peak activation memory: the tensor arena that TensorFlow Lite Micro needs
   for the activations. Every non-constant tensor (model inputs and outputs,
   op outputs, op intermediates) lives from the op that writes it (the start,
@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from kws import cli
+from kws import cli, macs
 from kws.runtime import metadata as model_metadata
 
 OP_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
@@ -57,6 +57,16 @@ _WEIGHT_INPUTS = {
     "LSTM": tuple(range(1, 18)) + tuple(range(20, 24)),
     "UNIDIRECTIONAL_SEQUENCE_RNN": (1, 2, 3), "RNN": (1, 2, 3),
     "BATCH_MATMUL": (0, 1), "EMBEDDING_LOOKUP": (1,),
+}
+# The inputs holding the weights each weighted op multiplies by (biases left out), and the
+# input at each of whose positions it applies them (None: at each position of its output).
+_LSTM_MATRICES = (1, 2, 3, 4, 5, 6, 7, 8, 16)  # input, recurrent, projection weights
+_MAC_INPUTS: Dict[str, Tuple[Tuple[int, ...], Optional[int]]] = {
+    "FULLY_CONNECTED": ((1,), None), "CONV_2D": ((1,), None), "CONV_3D": ((1,), None),
+    "DEPTHWISE_CONV_2D": ((1,), None), "TRANSPOSE_CONV": ((1,), 2),
+    "BATCH_MATMUL": ((1,), None), "SVDF": ((1, 2), 0),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (_LSTM_MATRICES, 0), "LSTM": (_LSTM_MATRICES, 0),
+    "UNIDIRECTIONAL_SEQUENCE_RNN": ((1, 2), 0), "RNN": ((1, 2), 0),
 }
 ARENA_ALIGNMENT = 16  # TFLM aligns every tensor in the arena to 16 bytes
 
@@ -141,46 +151,16 @@ def _read_graph(content: bytes) -> Tuple[List[Tensor], List[Op], List[int], List
 
 
 def _op_macs(op: Op, tensors: Sequence[Tensor]) -> int:
-    """Multiply-accumulates of one op, from its tensor shapes."""
-    def shape(position: int, of=None) -> Tuple[int, ...]:
-        indices = op.inputs if of is None else of
-        if position >= len(indices) or indices[position] < 0:
-            return ()
-        return tensors[indices[position]].shape
-
-    def elements(dims: Tuple[int, ...]) -> int:
-        return int(math.prod(dims)) if dims else 0
-
-    output = shape(0, op.outputs)
-    if op.name == "FULLY_CONNECTED":
-        weights = shape(1)  # [units, input depth]
-        return elements(output) * weights[-1] if weights else 0
-    if op.name in ("CONV_2D", "CONV_3D"):
-        weights = shape(1)  # [out, kh, kw, in] (CONV_3D: [kd, kh, kw, in, out])
-        if op.name == "CONV_3D":
-            return elements(output) * elements(weights[:-1])
-        return elements(output) * elements(weights[1:])
-    if op.name == "DEPTHWISE_CONV_2D":
-        weights = shape(1)  # [1, kh, kw, out]
-        return elements(output) * elements(weights[1:3])
-    if op.name == "TRANSPOSE_CONV":
-        weights = shape(1)  # [out, kh, kw, in]
-        return elements(shape(2)) * elements(weights[:3])
-    if op.name == "BATCH_MATMUL":
-        first = shape(0)
-        return elements(output) * (first[-1] if first else 0)
-    if op.name in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM"):
-        sequence = shape(0)
-        steps_and_batch = elements(sequence[:-1])
-        matrices = sum(elements(shape(i)) for i in (1, 2, 3, 4, 5, 6, 7, 8, 16))
-        return steps_and_batch * matrices
-    if op.name in ("UNIDIRECTIONAL_SEQUENCE_RNN", "RNN"):
-        sequence = shape(0)
-        return elements(sequence[:-1]) * (elements(shape(1)) + elements(shape(2)))
-    if op.name == "SVDF":
-        batch = shape(0)[0] if shape(0) else 1
-        return batch * (elements(shape(1)) + elements(shape(2)))
-    return 0
+    """Multiply-accumulates of one op, by the rule of kws/macs.py, from its tensor shapes."""
+    if op.name not in _MAC_INPUTS:
+        return 0
+    weight_inputs, along_input = _MAC_INPUTS[op.name]
+    weights = [tensors[op.inputs[position]].shape for position in weight_inputs
+               if position < len(op.inputs) and op.inputs[position] >= 0]
+    along = op.outputs[0] if along_input is None else op.inputs[along_input]
+    if op.name == "BATCH_MATMUL":  # the second operand's matrix, at each row of the output
+        weights = [weights[0][-2:]]
+    return macs.weighted(weights, macs.positions(tensors[along].shape))
 
 
 def _parameter_count(ops: Sequence[Op], tensors: Sequence[Tensor]) -> int:

@@ -62,6 +62,13 @@ def fingerprints(count, settings=SETTINGS, seed=0):
     return values.reshape(count, -1).astype(np.float32)
 
 
+def first_step_recurrent_macs(model):
+    """What the converter folds away: the recurrent products of the first time step, whose
+    state is the zero initial state."""
+    return sum(layer.cell.recurrent_kernel.shape.num_elements() for layer in model.layers
+               if isinstance(layer, tf.keras.layers.RNN))
+
+
 def short_settings(architecture):
     """The shortest clip (fewest frames) the tiny model builds for: recurrent models
     are unrolled over the frames, and fewer frames convert much faster."""
@@ -115,8 +122,13 @@ def test_every_mode_converts_and_evaluates(keras_models, architecture, mode, inf
                  quantization.DYNAMIC_RANGE: 3e-2}.get(mode, 0.05)
     assert np.abs(scores - expected).mean() <= tolerance
     report = tflite_report.analyze(content)
-    assert report["macs"] > 0 or architecture == "single_fc" and report["ops"].get("FULLY_CONNECTED")
-    assert report["peak_activation_bytes"] > 0 and report["file_bytes"] == len(content)
+    assert report["macs"] > 0 and report["peak_activation_bytes"] > 0
+    assert report["file_bytes"] == len(content)
+    if inference_type != "int16":
+        # int16x8 keeps the batch dynamic: recurrent layers then fold nothing, and bc_resnet's
+        # dilated depthwise convolutions run between SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND
+        # on tensors whose stored shapes leave out the batch these give them.
+        assert report["macs"] == registry.count_macs(model) - first_step_recurrent_macs(model)
 
 
 @pytest.mark.parametrize("architecture", ["single_fc", "dnn", "cnn", "ds_cnn"])

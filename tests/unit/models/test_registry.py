@@ -193,6 +193,13 @@ def test_macs_of_ds_cnn_s_match_the_paper():
     assert 2.6e6 < registry.count_macs(model) < 2.75e6
 
 
+def test_a_transposed_convolution_counts_its_kernel_at_each_input_position():
+    image = tf.keras.Input(shape=(6, 5, 3))
+    model = tf.keras.Model(image, tf.keras.layers.Conv2DTranspose(4, (3, 2), strides=2)(image))
+    # As the .tflite report counts TRANSPOSE_CONV: 6 x 5 input positions, not 13 x 10 output ones.
+    assert registry.count_macs(model) == 6 * 5 * (3 * 2 * 3 * 4)
+
+
 def test_count_macs_refuses_unknown_weighted_layers():
     fingerprint = tf.keras.Input(shape=(4,))
     model = tf.keras.Model(fingerprint, tf.keras.layers.LayerNormalization()(fingerprint))
