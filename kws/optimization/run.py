@@ -25,7 +25,7 @@ from kws.export import calibration
 from kws.models import registry
 from kws.optimization import tfmot_adapter
 from kws.optimization.report import KernelStats, kernel_size, kernel_stats, kernels
-from kws.optimization.stages import CENTROID_INITS, TECHNIQUES, Plan, Stage
+from kws.optimization.stages import CENTROID_INITS, TECHNIQUES, Plan, Stage, Technique
 from kws.runtime.tflite_model import TFLiteModel
 from kws.training import checkpoints, distribute
 from kws.training import trainer as training
@@ -84,8 +84,7 @@ def check_flags(args: argparse.Namespace) -> None:
                              f"on one device only (its TF Model Optimization wrappers are not run under "
                              f"tf.distribute); train.py trains distributed")
     calibration.check_input_clip_percentile(args.input_clip_percentile)
-    for stage in TECHNIQUES[args.technique]:
-        stage.check_flags(args)
+    Technique.from_flags(args).check()
 
 
 def describe_plan(model: tf.keras.Model, stage: Stage, plan: Plan) -> str:
@@ -162,13 +161,14 @@ def run_stage(index: int, stage: Stage, weights: List[np.ndarray], data: speech_
               args: argparse.Namespace) -> Tuple[tf.keras.Model, tf.keras.Model]:
     """Wraps, fine-tunes (or resumes) and strips one stage; returns (plain model, wrapped best model)."""
     model_settings = data.model_settings
+    technique = Technique.from_flags(args)
     base = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
     base.set_weights(weights)
-    wrapped = stage.wrap(base, stage.plan(base, args), args)
+    wrapped = stage.wrap(base, stage.plan(base, technique), technique)
     flags = stage_args(args, index)
     print(f"\nStage {index} of {args.technique}: {stage.title}, state in {flags.train_dir}")
-    fingerprints, floor = stage.starting_input(args, data)
-    trainer = StageTrainer(wrapped, data.processor, flags, stage.first_selectable_step(args), floor)
+    fingerprints, floor = stage.starting_input(technique, data)
+    trainer = StageTrainer(wrapped, data.processor, flags, stage.first_selectable_step(technique), floor)
     trainer.restore()
     if fingerprints is not None and int(trainer.step.numpy()) == 0:
         stage.initialize(wrapped, fingerprints)
@@ -176,7 +176,9 @@ def run_stage(index: int, stage: Stage, weights: List[np.ndarray], data: speech_
     best = tf.train.latest_checkpoint(os.path.join(flags.train_dir, "best"))
     checkpoints.load_weights(wrapped, best)
     print(f"Stage {index}: best model {best}")
-    return stage.strip(wrapped, base, model_settings, args), wrapped
+    plain = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    stage.copy_weights(wrapped, base, plain)
+    return plain, wrapped
 
 
 @dataclasses.dataclass
@@ -209,13 +211,14 @@ def optimize(args: argparse.Namespace) -> Outcome:
     """Checks the flags, prints the plans, runs the technique's stages and saves the result
     (with the int8 .tflite of a quantization-aware model beside it)."""
     check_flags(args)
+    technique = Technique.from_flags(args)
     tf.keras.utils.set_random_seed(args.seed)
     model_settings = speech_commands.model_settings_from_flags(args)
     start = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
     print(f"Starting from {checkpoints.load_weights(start, args.checkpoint)}")
     stages = TECHNIQUES[args.technique]
     for index, stage in enumerate(stages, 1):
-        print(f"Plan of stage {index}, " + describe_plan(start, stage, stage.plan(start, args)))
+        print(f"Plan of stage {index}, " + describe_plan(start, stage, stage.plan(start, technique)))
     data = speech_commands.DataSource(args, model_settings)
     processor = data.processor  # the data set is loaded now, before any stage
     weights = start.get_weights()
@@ -227,7 +230,7 @@ def optimize(args: argparse.Namespace) -> Outcome:
     accuracy = evaluation.evaluate(result, fingerprints, labels, len(processor.words_list)).accuracy
     prefix = save_result(result, args.train_dir, args.technique, accuracy)
     stats = kernel_stats(result, [layer.name for layer in start.layers])
-    checks = [line for line in (stage.result_check(stats, start, args) for stage in stages) if line]
+    checks = [line for line in (stage.result_check(stats, start, technique) for stage in stages) if line]
     outcome = Outcome(prefix, accuracy, start, result, stats, checks, data)
     outcome.int8_content = stages[-1].int8_model(wrapped)
     if outcome.int8_content is not None:
