@@ -53,12 +53,16 @@ the same clips.
 import argparse
 
 from kws import cli
+from kws.data import speech_commands
 from kws.optimization import report
 from kws.optimization import run as optimization
+from kws.optimization.settings import Settings
 
 
 def main(args: argparse.Namespace) -> None:
-    outcome = optimization.optimize(args)
+    settings = Settings.from_flags(args)
+    data = speech_commands.DataSource(args, settings.model.model_settings)
+    outcome = optimization.optimize(settings, data)
     print(f"\nSaved {outcome.prefix} (validation accuracy {outcome.accuracy:.4f}); load it with the same "
           f"--model_architecture and --model_size_info")
     print(report.format_kernel_stats(outcome.stats))
@@ -67,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
     if outcome.int8_path:
         print(f"Wrote {outcome.int8_path} ({len(outcome.int8_content):,} bytes), converted from the "
               f"quantization-aware model")
-    for line in optimization.accuracy_lines(outcome, args):
+    for line in optimization.accuracy_lines(outcome, settings.technique.name):
         print(line)
     if outcome.int8_path:
         print(f"Post-training quantization of the stripped checkpoint, as convert.py does it: "

@@ -37,6 +37,7 @@ from kws.models import registry  # noqa: E402
 from kws.optimization import report as optimization_report  # noqa: E402
 from kws.optimization import run as optimization  # noqa: E402
 from kws.optimization import stages  # noqa: E402
+from kws.optimization.settings import Settings  # noqa: E402
 from kws.runtime import report as tflite_report  # noqa: E402
 from kws.runtime.tflite_model import TFLiteModel  # noqa: E402
 from kws.training import checkpoints  # noqa: E402
@@ -83,6 +84,13 @@ def optimize_args(args: argparse.Namespace, technique: str) -> argparse.Namespac
         "--batch_size", str(args.batch_size), "--eval_step_interval", str(first),
         "--how_many_training_steps", f"{first},{max(1, args.steps - first)}",
         "--learning_rate", args.learning_rate, "--pruning_frequency", str(frequency)])
+
+
+def run_technique(args: argparse.Namespace, technique: str) -> optimization.Outcome:
+    """optimize.py's run of one technique, its flags turned into settings as the script does."""
+    flags = optimize_args(args, technique)
+    settings = Settings.from_flags(flags)
+    return optimization.optimize(settings, speech_commands.DataSource(flags, settings.model.model_settings))
 
 
 def measure(name: str, model: Optional[registry.tf.keras.Model], content: bytes,
@@ -182,7 +190,7 @@ def main(args: argparse.Namespace) -> None:
     start_ptq = convert(START_CHECKPOINT, os.path.join(tflite_dir, "start.tflite"), args)
     rows = [measure("start", plain_model(START_CHECKPOINT), start_ptq, dev)]
     for technique in args.techniques:
-        outcome = optimization.optimize(optimize_args(args, technique))
+        outcome = run_technique(args, technique)
         content = convert(outcome.prefix, os.path.join(tflite_dir, f"{technique}.tflite"), args)
         rows.append(measure(technique, plain_model(outcome.prefix), content, dev))
         if outcome.int8_content is not None:

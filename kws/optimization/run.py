@@ -1,9 +1,10 @@
 """Optimization with TensorFlow Model Optimization: runs a technique's stages on a checkpoint.
 
-The technique's stages (optimization_stages.TECHNIQUES) run in order. Before
-any training, the plan of every stage says which layers it wraps and which it
-leaves alone, and why; a technique that would leave most of a model's kernel
-weights untouched is refused. Each stage then fine-tunes a freshly built
+optimize takes the flags as settings.Settings and the data source, both built
+at the script's door. The technique's stages (stages.TECHNIQUES) run in order.
+Before any training, the plan of every stage says which layers it wraps and
+which it leaves alone, and why; a technique that would leave most of a model's
+kernel weights untouched is refused. Each stage then fine-tunes a freshly built
 model holding the previous stage's weights (StageTrainer, a resumable
 training.Trainer) in a folder named by the stages so far, so that techniques
 that begin with the same stages share them, and strips its wrappers again.
@@ -25,6 +26,7 @@ from kws.export import calibration
 from kws.models import registry
 from kws.optimization import tfmot_adapter
 from kws.optimization.report import KernelStats, kernel_size, kernel_stats, kernels
+from kws.optimization.settings import Output, Settings
 from kws.optimization.stages import CENTROID_INITS, TECHNIQUES, Plan, Stage
 from kws.runtime.tflite_model import TFLiteModel
 from kws.training import checkpoints, distribute
@@ -76,18 +78,6 @@ def add_optimization_flags(group: argparse._ArgumentGroup) -> None:
                        help="Steps between two updates of the pruning masks.")
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """Raises UsageError for inconsistent flags, before anything is loaded."""
-    training.check_schedule(args)
-    if args.distribution_strategy not in (None, "none"):
-        raise cli.UsageError(f"--distribution_strategy {args.distribution_strategy}: optimize.py fine-tunes "
-                             f"on one device only (its TF Model Optimization wrappers are not run under "
-                             f"tf.distribute); train.py trains distributed")
-    calibration.check_input_clip_percentile(args.input_clip_percentile)
-    for stage in TECHNIQUES[args.technique]:
-        stage.check_flags(args)
-
-
 def describe_plan(model: tf.keras.Model, stage: Stage, plan: Plan) -> str:
     """The plan of one stage in words; raises UsageError when it would leave most weights alone."""
     lines = []
@@ -124,9 +114,9 @@ class StageTrainer(training.Trainer):
     """
 
     def __init__(self, model: tf.keras.Model, processor: speech_commands.AudioProcessor,
-                 args: argparse.Namespace, first_selectable_step: int,
+                 settings: Settings, output: Output, first_selectable_step: int,
                  input_floor: Optional[float] = None):
-        super().__init__(model, processor, args)
+        super().__init__(model, processor, trainer_flags(settings, output))
         self.first_selectable_step = first_selectable_step
         self.input_floor = input_floor
         self.pruning_steps = tfmot_adapter.pruning_steps(model)
@@ -146,37 +136,46 @@ class StageTrainer(training.Trainer):
             super().save_best(accuracy)
 
 
-def stage_args(args: argparse.Namespace, index: int) -> argparse.Namespace:
-    """The flags of stage index (1-based): its own --train_dir and --summaries_dir, no --start_checkpoint.
+def trainer_flags(settings: Settings, output: Output) -> argparse.Namespace:
+    """What training.Trainer reads of the flags (it takes no settings object yet): the
+    fine-tuning schedule, the stage's folders and no --start_checkpoint."""
+    tuning = settings.fine_tuning
+    return argparse.Namespace(
+        how_many_training_steps=list(tuning.steps), learning_rate=list(tuning.learning_rates),
+        batch_size=tuning.batch_size, eval_step_interval=tuning.eval_step_interval,
+        train_dir=output.train_dir, summaries_dir=output.summaries_dir, start_checkpoint="",
+        model_architecture=settings.model.architecture)
 
-    The folder is the path of stage folders so far (prune/cluster/qat), so that
-    techniques that begin with the same stages share them.
-    """
-    folder = os.path.join(*(stage.folder for stage in TECHNIQUES[args.technique][:index]))
-    summaries = os.path.join(args.summaries_dir, folder) if args.summaries_dir else ""
-    return argparse.Namespace(**{**vars(args), "train_dir": os.path.join(args.train_dir, folder),
-                                 "summaries_dir": summaries, "start_checkpoint": ""})
+
+def stage_output(settings: Settings, index: int) -> Output:
+    """The folders of stage index (1-based), under the path of stage folders so far
+    (prune/cluster/qat), so that techniques that begin with the same stages share them."""
+    folder = os.path.join(*(stage.folder for stage in settings.technique.stages[:index]))
+    return settings.output.of_stage(folder)
 
 
 def run_stage(index: int, stage: Stage, weights: List[np.ndarray], data: speech_commands.DataSource,
-              args: argparse.Namespace) -> Tuple[tf.keras.Model, tf.keras.Model]:
+              settings: Settings) -> Tuple[tf.keras.Model, tf.keras.Model]:
     """Wraps, fine-tunes (or resumes) and strips one stage; returns (plain model, wrapped best model)."""
-    model_settings = data.model_settings
-    base = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    technique = settings.technique
+    base = settings.model.build()
     base.set_weights(weights)
-    wrapped = stage.wrap(base, stage.plan(base, args), args)
-    flags = stage_args(args, index)
-    print(f"\nStage {index} of {args.technique}: {stage.title}, state in {flags.train_dir}")
-    fingerprints, floor = stage.starting_input(args, data)
-    trainer = StageTrainer(wrapped, data.processor, flags, stage.first_selectable_step(args), floor)
+    wrapped = stage.wrap(base, stage.plan(base, technique), technique)
+    output = stage_output(settings, index)
+    print(f"\nStage {index} of {technique.name}: {stage.title}, state in {output.train_dir}")
+    fingerprints, floor = stage.starting_input(technique, data)
+    trainer = StageTrainer(wrapped, data.processor, settings, output,
+                           stage.first_selectable_step(technique), floor)
     trainer.restore()
     if fingerprints is not None and int(trainer.step.numpy()) == 0:
         stage.initialize(wrapped, fingerprints)
     trainer.run()
-    best = tf.train.latest_checkpoint(os.path.join(flags.train_dir, "best"))
+    best = tf.train.latest_checkpoint(os.path.join(output.train_dir, "best"))
     checkpoints.load_weights(wrapped, best)
     print(f"Stage {index}: best model {best}")
-    return stage.strip(wrapped, base, model_settings, args), wrapped
+    plain = settings.model.build()
+    stage.copy_weights(wrapped, base, plain)
+    return plain, wrapped
 
 
 @dataclasses.dataclass
@@ -205,29 +204,27 @@ def save_result(model: tf.keras.Model, train_dir: str, technique: str, accuracy:
     return prefix
 
 
-def optimize(args: argparse.Namespace) -> Outcome:
-    """Checks the flags, prints the plans, runs the technique's stages and saves the result
-    (with the int8 .tflite of a quantization-aware model beside it)."""
-    check_flags(args)
-    tf.keras.utils.set_random_seed(args.seed)
-    model_settings = speech_commands.model_settings_from_flags(args)
-    start = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
-    print(f"Starting from {checkpoints.load_weights(start, args.checkpoint)}")
-    stages = TECHNIQUES[args.technique]
+def optimize(settings: Settings, data: speech_commands.DataSource) -> Outcome:
+    """Prints the plans, runs the technique's stages on data and saves the result (with the
+    int8 .tflite of a quantization-aware model beside it)."""
+    technique = settings.technique
+    tf.keras.utils.set_random_seed(settings.fine_tuning.seed)
+    start = settings.model.build()
+    print(f"Starting from {checkpoints.load_weights(start, settings.checkpoint)}")
+    stages = technique.stages
     for index, stage in enumerate(stages, 1):
-        print(f"Plan of stage {index}, " + describe_plan(start, stage, stage.plan(start, args)))
-    data = speech_commands.DataSource(args, model_settings)
+        print(f"Plan of stage {index}, " + describe_plan(start, stage, stage.plan(start, technique)))
     processor = data.processor  # the data set is loaded now, before any stage
     weights = start.get_weights()
     result = wrapped = start
     for index, stage in enumerate(stages, 1):
-        result, wrapped = run_stage(index, stage, weights, data, args)
+        result, wrapped = run_stage(index, stage, weights, data, settings)
         weights = result.get_weights()
     fingerprints, labels = processor.fingerprints("validation")
     accuracy = evaluation.evaluate(result, fingerprints, labels, len(processor.words_list)).accuracy
-    prefix = save_result(result, args.train_dir, args.technique, accuracy)
+    prefix = save_result(result, settings.output.train_dir, technique.name, accuracy)
     stats = kernel_stats(result, [layer.name for layer in start.layers])
-    checks = [line for line in (stage.result_check(stats, start, args) for stage in stages) if line]
+    checks = [line for line in (stage.result_check(stats, start, technique) for stage in stages) if line]
     outcome = Outcome(prefix, accuracy, start, result, stats, checks, data)
     outcome.int8_content = stages[-1].int8_model(wrapped)
     if outcome.int8_content is not None:
@@ -236,16 +233,18 @@ def optimize(args: argparse.Namespace) -> Outcome:
     return outcome
 
 
-def accuracy_lines(outcome: Outcome, args: argparse.Namespace) -> List[str]:
+def accuracy_lines(outcome: Outcome, technique: str) -> List[str]:
     """Float accuracy of the start and the result on the --test_dir folder and the testing
     partition, and the int8 accuracy of the quantization-aware model's own .tflite."""
     label_count = len(outcome.data.processor.words_list)
     int8 = TFLiteModel(content=outcome.int8_content) if outcome.int8_content is not None else None
     lines = []
-    for name, (fingerprints, labels) in evaluation.evaluation_sets(args, outcome.data, ["testing"]).items():
+    # evaluation reads the flags still: those the data source was built from
+    sets = evaluation.evaluation_sets(outcome.data.args, outcome.data, ["testing"])
+    for name, (fingerprints, labels) in sets.items():
         before = evaluation.evaluate(outcome.start, fingerprints, labels, label_count).accuracy
         after = evaluation.evaluate(outcome.result, fingerprints, labels, label_count).accuracy
-        line = f"{name}: accuracy {before:.4f} (start, float) -> {after:.4f} ({args.technique}, float)"
+        line = f"{name}: accuracy {before:.4f} (start, float) -> {after:.4f} ({technique}, float)"
         if int8 is not None:
             line += (f", {evaluation.evaluate(int8, fingerprints, labels, label_count).accuracy:.4f} "
                      f"(quantization-aware, int8)")

@@ -1,12 +1,14 @@
 """The stages of the optimization techniques, one class each, and the TECHNIQUES table.
 
-A stage class owns everything that is particular to its kind: its title, its
-flag checks, which layers it wraps (its plan rule, with the reason for every
-layer it leaves alone), how it wraps a layer and the model, how it strips the
-wrappers again, the first step at which its model may be kept as best, and,
-for quantization-aware training, the input and activation ranges it starts
-from and its own int8 model. A technique is a sequence of stages; what a
-later stage preserves of the earlier ones (sparsity, clusters) is part of its
+Technique is the technique and its parameters (Pruning, Clustering, QAT's
+input clip), built once from the flags. A stage class owns everything that is
+particular to its kind: its title, its checks of those parameters, which
+layers it wraps (its plan rule, with the reason for every layer it leaves
+alone), how it wraps a layer and the model, how it strips the wrappers again,
+the first step at which its model may be kept as best, and, for
+quantization-aware training, the input and activation ranges it starts from
+and its own int8 model. A technique is a sequence of stages; what a later
+stage preserves of the earlier ones (sparsity, clusters) is part of its
 entry in TECHNIQUES. What tfmot does not say publicly is asked through
 tfmot_adapter; kws/optimization/run.py runs the stages.
 """
@@ -19,7 +21,6 @@ import numpy as np
 from kws import cli, tf_env
 from kws.data import speech_commands
 from kws.export import calibration, quantization
-from kws.models import registry
 from kws.optimization import tfmot_adapter
 from kws.optimization.report import M_BY_N, KernelStats, check_clusters, kernels
 
@@ -38,23 +39,76 @@ BUILT_IN_CELLS = (tf.keras.layers.LSTMCell, tf.keras.layers.GRUCell, tf.keras.la
 Plan = Dict[str, Tuple[str, str]]  # layer name -> (action, reason)
 
 
-def pruning_window(args: argparse.Namespace) -> Tuple[int, int]:
-    """(begin, end) step of the pruning schedule, checked against the stage's steps."""
-    total = int(sum(args.how_many_training_steps))
-    begin, frequency = args.pruning_begin_step, args.pruning_frequency
-    end = args.pruning_end_step
-    if end is None:
-        end = begin + (2 * (total - begin) // 3) // frequency * frequency
-    if begin < 0 or end <= begin or end > total:
-        raise cli.UsageError(
-            f"pruning must start and end within the {total} steps of --how_many_training_steps "
-            f"(0 <= --pruning_begin_step < --pruning_end_step <= {total}), got {begin} and {end}; "
-            f"with few steps, lower --pruning_frequency ({frequency})")
-    if (end - begin) % frequency:
-        raise cli.UsageError(
-            f"--pruning_end_step - --pruning_begin_step ({end - begin}) must be a multiple of "
-            f"--pruning_frequency ({frequency}): the masks reach --final_sparsity only on a pruning step")
-    return begin, end
+@dataclasses.dataclass(frozen=True)
+class Pruning:
+    """The pruning schedule within a stage's fine-tuning: polynomial decay from initial_sparsity
+    to final_sparsity, the masks updated every frequency steps from begin_step to end_step."""
+
+    initial_sparsity: float
+    final_sparsity: float
+    begin_step: int
+    end_step: Optional[int]  # None: two thirds of the stage's steps, a multiple of frequency
+    frequency: int
+    stage_steps: int  # the steps of a stage (the sum of --how_many_training_steps)
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "Pruning":
+        return cls(args.initial_sparsity, args.final_sparsity, args.pruning_begin_step,
+                   args.pruning_end_step, args.pruning_frequency,
+                   int(sum(args.how_many_training_steps)))
+
+    def window(self) -> Tuple[int, int]:
+        """(begin, end) step of the schedule, checked against the stage's steps."""
+        total, begin, frequency = self.stage_steps, self.begin_step, self.frequency
+        end = self.end_step
+        if end is None:
+            end = begin + (2 * (total - begin) // 3) // frequency * frequency
+        if begin < 0 or end <= begin or end > total:
+            raise cli.UsageError(
+                f"pruning must start and end within the {total} steps of --how_many_training_steps "
+                f"(0 <= --pruning_begin_step < --pruning_end_step <= {total}), got {begin} and {end}; "
+                f"with few steps, lower --pruning_frequency ({frequency})")
+        if (end - begin) % frequency:
+            raise cli.UsageError(
+                f"--pruning_end_step - --pruning_begin_step ({end - begin}) must be a multiple of "
+                f"--pruning_frequency ({frequency}): the masks reach --final_sparsity only on a pruning step")
+        return begin, end
+
+
+@dataclasses.dataclass(frozen=True)
+class Clustering:
+    """Weight clustering: number_of_clusters values per kernel, centroids from centroids_init."""
+
+    number_of_clusters: int
+    centroids_init: str  # a key of CENTROID_INITS
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "Clustering":
+        return cls(args.number_of_clusters, args.cluster_centroids_init)
+
+
+@dataclasses.dataclass(frozen=True)
+class Technique:
+    """What is done (--technique, a key of TECHNIQUES) and the parameters of its stages."""
+
+    name: str
+    pruning: Pruning
+    clustering: Clustering
+    input_clip_percentile: float  # QAT's input starts there, as convert.py calibrates
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "Technique":
+        return cls(args.technique, Pruning.from_flags(args), Clustering.from_flags(args),
+                   args.input_clip_percentile)
+
+    @property
+    def stages(self) -> Tuple["Stage", ...]:
+        return TECHNIQUES[self.name]
+
+    def check(self) -> None:
+        """Raises UsageError for parameters one of its stages cannot work with."""
+        for stage in self.stages:
+            stage.check(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,30 +123,30 @@ class Stage:
     def title(self) -> str:
         raise NotImplementedError
 
-    def check_flags(self, args: argparse.Namespace) -> None:
-        """Raises UsageError for flags this stage cannot work with."""
+    def check(self, technique: Technique) -> None:
+        """Raises UsageError for parameters this stage cannot work with."""
 
-    def plan(self, model: tf.keras.Model, args: argparse.Namespace) -> Plan:
+    def plan(self, model: tf.keras.Model, technique: Technique) -> Plan:
         """Layer name -> (action, reason) for every layer of model."""
-        return {layer.name: self.plan_layer(layer, args) for layer in model.layers}
+        return {layer.name: self.plan_layer(layer, technique) for layer in model.layers}
 
-    def plan_layer(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def plan_layer(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         """(action, reason): 'wrap', 'skip' (nothing to do) or 'leave' (cannot be wrapped)."""
         if isinstance(layer, tf.keras.layers.InputLayer):
             return "skip", ""
-        return self.layer_rule(layer, args)
+        return self.layer_rule(layer, technique)
 
-    def layer_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def layer_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         raise NotImplementedError
 
-    def wrap_layer(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> tf.keras.layers.Layer:
+    def wrap_layer(self, layer: tf.keras.layers.Layer, technique: Technique) -> tf.keras.layers.Layer:
         raise NotImplementedError
 
     def wrap_model(self, model: tf.keras.Model) -> tf.keras.Model:
         """The model of wrapped layers as it trains (QAT applies its scheme here)."""
         return model
 
-    def wrap(self, base: tf.keras.Model, plan: Plan, args: argparse.Namespace) -> tf.keras.Model:
+    def wrap(self, base: tf.keras.Model, plan: Plan, technique: Technique) -> tf.keras.Model:
         """The stage's training model: base's planned layers wrapped, one layer at a time.
 
         base must be freshly built for this purpose: pruning and clustering wrap its
@@ -100,25 +154,20 @@ class Stage:
         afterwards only as the template of layer names.
         """
         def wrap_layer(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer:
-            return self.wrap_layer(layer, args) if plan[layer.name][0] == "wrap" else layer
+            return self.wrap_layer(layer, technique) if plan[layer.name][0] == "wrap" else layer
 
         return self.wrap_model(tf.keras.models.clone_model(base, clone_function=wrap_layer))
 
-    def strip(self, wrapped: tf.keras.Model, base: tf.keras.Model,
-              model_settings: registry.ModelSettings, args: argparse.Namespace) -> tf.keras.Model:
-        """A freshly built plain model holding the wrapped model's weights as inference uses them."""
-        plain = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
-        self.copy_weights(wrapped, base, plain)
-        return plain
-
     def copy_weights(self, wrapped: tf.keras.Model, base: tf.keras.Model, plain: tf.keras.Model) -> None:
+        """Strips the wrappers: puts the wrapped model's weights, as inference uses them, into
+        plain, a freshly built plain model."""
         raise NotImplementedError
 
-    def first_selectable_step(self, args: argparse.Namespace) -> int:
+    def first_selectable_step(self, technique: Technique) -> int:
         """The first step at which a model of this stage may be kept as best."""
         return 0
 
-    def starting_input(self, args: argparse.Namespace, data: speech_commands.DataSource
+    def starting_input(self, technique: Technique, data: speech_commands.DataSource
                        ) -> Tuple[Optional[np.ndarray], Optional[float]]:
         """(fingerprints to set the starting ranges with, floor of the training input); none here."""
         return None, None
@@ -127,7 +176,7 @@ class Stage:
         """Sets the starting state of a fresh wrapped model from the fingerprints of starting_input."""
 
     def result_check(self, stats: Sequence[KernelStats], start: tf.keras.Model,
-                     args: argparse.Namespace) -> Optional[str]:
+                     technique: Technique) -> Optional[str]:
         """A line saying whether the result holds what this stage promised, if it can tell."""
         return None
 
@@ -139,14 +188,14 @@ class Stage:
 class WeightStage(Stage):
     """A stage that acts on kernels only (pruning, clustering): tfmot's built-in layers and cells."""
 
-    def layer_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def layer_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         if not kernels(layer):
             return "skip", ""
         if isinstance(layer, tf.keras.layers.RNN) and not isinstance(layer.cell, BUILT_IN_CELLS):
             return "leave", f"custom recurrent cell {type(layer.cell).__name__}: tfmot knows only built-in cells"
-        return self.kernel_rule(layer, args)
+        return self.kernel_rule(layer, technique)
 
-    def kernel_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def kernel_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         raise NotImplementedError
 
 
@@ -160,32 +209,34 @@ class Prune(WeightStage):
     def title(self) -> str:
         return "magnitude pruning"
 
-    def check_flags(self, args: argparse.Namespace) -> None:
-        pruning_window(args)
-        if not args.initial_sparsity <= args.final_sparsity < 1:
+    def check(self, technique: Technique) -> None:
+        pruning = technique.pruning
+        pruning.window()
+        if not pruning.initial_sparsity <= pruning.final_sparsity < 1:
             raise cli.UsageError(f"need --initial_sparsity <= --final_sparsity < 1, got "
-                                 f"{args.initial_sparsity} and {args.final_sparsity}")
+                                 f"{pruning.initial_sparsity} and {pruning.final_sparsity}")
 
-    def kernel_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def kernel_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         if not tfmot_adapter.can_prune(layer):
             return "leave", f"tfmot does not prune {type(layer).__name__} kernels"
         return "wrap", ""
 
-    def schedule(self, args: argparse.Namespace) -> tfmot.sparsity.keras.PruningSchedule:
-        begin, end = pruning_window(args)
-        return tfmot.sparsity.keras.PolynomialDecay(args.initial_sparsity, args.final_sparsity, begin, end,
-                                                    frequency=args.pruning_frequency)
+    def schedule(self, technique: Technique) -> tfmot.sparsity.keras.PruningSchedule:
+        pruning = technique.pruning
+        begin, end = pruning.window()
+        return tfmot.sparsity.keras.PolynomialDecay(pruning.initial_sparsity, pruning.final_sparsity,
+                                                    begin, end, frequency=pruning.frequency)
 
-    def wrap_layer(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> tf.keras.layers.Layer:
+    def wrap_layer(self, layer: tf.keras.layers.Layer, technique: Technique) -> tf.keras.layers.Layer:
         return tfmot.sparsity.keras.prune_low_magnitude(
-            layer, pruning_schedule=self.schedule(args), sparsity_m_by_n=self.sparsity_m_by_n)
+            layer, pruning_schedule=self.schedule(technique), sparsity_m_by_n=self.sparsity_m_by_n)
 
     def copy_weights(self, wrapped: tf.keras.Model, base: tf.keras.Model, plain: tf.keras.Model) -> None:
         tfmot_adapter.apply_pruning_masks(wrapped)  # the last gradient step ran after the last masking
         plain.set_weights(tfmot.sparsity.keras.strip_pruning(wrapped).get_weights())
 
-    def first_selectable_step(self, args: argparse.Namespace) -> int:
-        return pruning_window(args)[1]  # full sparsity reached
+    def first_selectable_step(self, technique: Technique) -> int:
+        return technique.pruning.window()[1]  # full sparsity reached
 
 
 class Prune2by4(Prune):
@@ -198,11 +249,11 @@ class Prune2by4(Prune):
     def title(self) -> str:
         return "2:4 structured pruning"
 
-    def check_flags(self, args: argparse.Namespace) -> None:
+    def check(self, technique: Technique) -> None:
         """No schedule: --initial_sparsity, --final_sparsity and the pruning steps do not apply."""
 
-    def kernel_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
-        action = super().kernel_rule(layer, args)
+    def kernel_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
+        action = super().kernel_rule(layer, technique)
         kind = type(layer).__name__
         if action[0] != "wrap":
             return action
@@ -213,10 +264,10 @@ class Prune2by4(Prune):
             return "leave", f"{channels} input channel(s): no block of {M_BY_N[1]} to prune"
         return "wrap", ""
 
-    def schedule(self, args: argparse.Namespace) -> tfmot.sparsity.keras.PruningSchedule:
+    def schedule(self, technique: Technique) -> tfmot.sparsity.keras.PruningSchedule:
         return tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0)
 
-    def first_selectable_step(self, args: argparse.Namespace) -> int:
+    def first_selectable_step(self, technique: Technique) -> int:
         return 1
 
 
@@ -229,41 +280,44 @@ class Cluster(WeightStage):
     def title(self) -> str:
         return "sparsity-preserving clustering" if self.preserve_sparsity else "clustering"
 
-    def check_flags(self, args: argparse.Namespace) -> None:
+    def check(self, technique: Technique) -> None:
         least = 3 if self.preserve_sparsity else 2  # sparsity preservation spends a cluster on zero
-        if args.number_of_clusters < least:
+        clusters = technique.clustering.number_of_clusters
+        if clusters < least:
             raise cli.UsageError(f"--number_of_clusters must be at least {least} for "
-                                 f"{args.technique}, got {args.number_of_clusters}")
+                                 f"{technique.name}, got {clusters}")
 
-    def kernel_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def kernel_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         if not tfmot_adapter.can_cluster(layer):
             return "leave", f"tfmot does not cluster {type(layer).__name__} kernels"
-        smallest = min(self.clusterable_count(weight, args) for weight in kernels(layer))
-        if smallest < args.number_of_clusters:
+        clusters = technique.clustering.number_of_clusters
+        smallest = min(self.clusterable_count(weight, technique) for weight in kernels(layer))
+        if smallest < clusters:
             nonzero = " non-zero" if self.preserve_sparsity else ""
             return "leave", (f"a kernel keeps only {smallest}{nonzero} weights, too few for "
-                             f"{args.number_of_clusters} clusters")
+                             f"{clusters} clusters")
         return "wrap", ""
 
-    def clusterable_count(self, weight: tf.Variable, args: argparse.Namespace) -> int:
+    def clusterable_count(self, weight: tf.Variable, technique: Technique) -> int:
         """How many weights clustering can spread its centroids over: after pruning, the non-zero ones."""
         size = weight.shape.num_elements()
         if not self.preserve_sparsity:
             return size
-        return min(int(np.count_nonzero(weight.numpy())), round(size * (1 - args.final_sparsity)))
+        kept = round(size * (1 - technique.pruning.final_sparsity))
+        return min(int(np.count_nonzero(weight.numpy())), kept)
 
-    def wrap_layer(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> tf.keras.layers.Layer:
+    def wrap_layer(self, layer: tf.keras.layers.Layer, technique: Technique) -> tf.keras.layers.Layer:
         return tfmot.clustering.keras.cluster_weights(
-            layer, number_of_clusters=args.number_of_clusters,
-            cluster_centroids_init=CENTROID_INITS[args.cluster_centroids_init],
+            layer, number_of_clusters=technique.clustering.number_of_clusters,
+            cluster_centroids_init=CENTROID_INITS[technique.clustering.centroids_init],
             preserve_sparsity=self.preserve_sparsity)
 
     def copy_weights(self, wrapped: tf.keras.Model, base: tf.keras.Model, plain: tf.keras.Model) -> None:
         plain.set_weights(tfmot.clustering.keras.strip_clustering(wrapped).get_weights())
 
     def result_check(self, stats: Sequence[KernelStats], start: tf.keras.Model,
-                     args: argparse.Namespace) -> Optional[str]:
-        return check_clusters(stats, self.plan(start, args), args.number_of_clusters)
+                     technique: Technique) -> Optional[str]:
+        return check_clusters(stats, self.plan(start, technique), technique.clustering.number_of_clusters)
 
 
 class QuantizationAware(Stage):
@@ -277,7 +331,7 @@ class QuantizationAware(Stage):
                                                      ("cluster", self.preserve_clusters)) if kept)
         return f"{kept}-preserving QAT" if kept else "quantization-aware training"
 
-    def layer_rule(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> Tuple[str, str]:
+    def layer_rule(self, layer: tf.keras.layers.Layer, technique: Technique) -> Tuple[str, str]:
         """Every layer it supports, weights or not: activations are quantized everywhere."""
         batch_norm = isinstance(layer, tf.keras.layers.BatchNormalization)
         if tfmot_adapter.can_quantize(layer):
@@ -300,7 +354,7 @@ class QuantizationAware(Stage):
             return tfmot.quantization.keras.collab_opts.Default8BitPrunePreserveQuantizeScheme()
         return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
-    def wrap_layer(self, layer: tf.keras.layers.Layer, args: argparse.Namespace) -> tf.keras.layers.Layer:
+    def wrap_layer(self, layer: tf.keras.layers.Layer, technique: Technique) -> tf.keras.layers.Layer:
         return tfmot.quantization.keras.quantize_annotate_layer(layer)
 
     def wrap_model(self, model: tf.keras.Model) -> tf.keras.Model:
@@ -313,14 +367,15 @@ class QuantizationAware(Stage):
             if target.weights:
                 target.set_weights(_qat_float_weights(by_name[template.name], target))
 
-    def starting_input(self, args: argparse.Namespace, data: speech_commands.DataSource
+    def starting_input(self, technique: Technique, data: speech_commands.DataSource
                        ) -> Tuple[Optional[np.ndarray], Optional[float]]:
         """The clips convert.py calibrates with, clipped below where convert.py clips them."""
-        fingerprints, source = calibration.representative_fingerprints(args, data)
-        floor = calibration.input_floor(fingerprints, args.input_clip_percentile)
+        # calibration reads the flags still: those the data source was built from
+        fingerprints, source = calibration.representative_fingerprints(data.args, data)
+        floor = calibration.input_floor(fingerprints, technique.input_clip_percentile)
         if floor is not None:
             fingerprints = np.maximum(fingerprints, floor)
-            print(f"Input range starts at {floor:.2f}: percentile {args.input_clip_percentile:g} "
+            print(f"Input range starts at {floor:.2f}: percentile {technique.input_clip_percentile:g} "
                   f"of the fingerprints of {source}, as convert.py calibrates")
         return fingerprints, floor
 

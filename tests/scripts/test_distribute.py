@@ -189,7 +189,7 @@ def test_default_strategy_is_one_device_without_gpus():
 
 def test_optimize_refuses_to_distribute():
     import optimize
-    from kws.optimization import run as optimization
+    from kws.optimization.settings import Settings
     args = optimize.build_parser().parse_args(["--checkpoint", "x", "--distribution_strategy", "mirrored"])
     with pytest.raises(cli.UsageError, match="mirrored: optimize.py fine-tunes on one device only"):
-        optimization.check_flags(args)
+        Settings.from_flags(args)

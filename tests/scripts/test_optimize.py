@@ -20,8 +20,8 @@ from kws import cli
 from kws.data import speech_commands
 from kws.models import registry
 from kws.optimization import report
-from kws.optimization import run as optimization
 from kws.optimization import stages as optimization_stages
+from kws.optimization.settings import Settings
 from kws.runtime import tflite_model
 from kws.training import checkpoints
 
@@ -302,4 +302,4 @@ def test_unsupported_architecture_on_the_command_line_is_one_line_and_exit_2(tmp
 def test_inconsistent_pruning_flags_are_clear_errors(flags, message, tmp_path):
     args = parse(*optimize_flags("prune", TINY_DS_CNN, "-", tmp_path, tmp_path), *flags)
     with pytest.raises(cli.UsageError, match=message):
-        optimization.check_flags(args)
+        Settings.from_flags(args)
