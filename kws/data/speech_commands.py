@@ -348,14 +348,11 @@ class AudioProcessor:
             yield (student, *(spectral_mix.fingerprints(magnitude, one) for one in teachers)), labels
 
 
-def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,
-                           others_as_unknown: bool = False, cache_dir: Optional[str] = None
-                           ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Reads an evaluation folder: one sub-folder per label, every clip labelled by its folder.
-
-    Returns int16 clips [n, desired_samples], label indices into words_list,
-    and the paths, in sorted order. No split, no augmentation.
-    """
+def evaluation_folder_files(test_dir: str, words_list: Sequence[str], others_as_unknown: bool = False
+                            ) -> Tuple[List[str], List[int]]:
+    """The audio files of an evaluation folder (one sub-folder per label), in sorted order, and
+    the index into words_list of each one's folder; other folders are _unknown_ when
+    others_as_unknown, else a UsageError."""
     if not os.path.isdir(test_dir):
         raise UsageError(f"--test_dir {test_dir} is not a folder")
     label_of = {word: i for i, word in enumerate(words_list)}
@@ -377,6 +374,18 @@ def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_setti
     if not paths:
         raise UsageError(f"--test_dir {test_dir} holds no audio files in label folders "
                          f"(expected <test_dir>/<label>/<clip> in {' '.join(AUDIO_EXTENSIONS)})")
+    return paths, labels
+
+
+def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,
+                           others_as_unknown: bool = False, cache_dir: Optional[str] = None
+                           ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Reads an evaluation folder: one sub-folder per label, every clip labelled by its folder.
+
+    Returns int16 clips [n, desired_samples], label indices into words_list,
+    and the paths, in sorted order. No split, no augmentation.
+    """
+    paths, labels = evaluation_folder_files(test_dir, words_list, others_as_unknown)
     clips, kept, errors = audio_io.load_clips(paths, model_settings.sample_rate,
                                            model_settings.desired_samples, cache_dir)
     audio_io.report_unreadable(errors)
