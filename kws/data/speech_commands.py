@@ -28,7 +28,7 @@ from kws.data.audio_io import AUDIO_EXTENSIONS
 from kws.data.data_split import BACKGROUND_NOISE_DIR_NAME, PARTITIONS, RANDOM_SEED
 from kws.data.dataset import DataIndex, DataSettings, data_dirs_from_flag
 from kws.features import ModelSettings
-from kws.vocabulary import SILENCE_INDEX, UNKNOWN_WORD_INDEX, words_list_from_flags
+from kws.vocabulary import SILENCE_INDEX, UNKNOWN_WORD_INDEX
 
 tf = tf_env.lazy_tensorflow()
 
@@ -94,11 +94,6 @@ def add_data_flags(parser: argparse.ArgumentParser, evaluation_folders: bool = T
     group.add_argument("--seed", type=int, default=RANDOM_SEED,
                        help="Fixes the choice of silence/unknown samples, the augmentation and the "
                             "initialization.")
-
-
-def model_settings_from_flags(args: argparse.Namespace) -> ModelSettings:
-    """ModelSettings from the fingerprint flags and --wanted_words."""
-    return features.settings_from_flags(args, len(words_list_from_flags(args)))
 
 
 def partition_silence(labels: np.ndarray, partition: str, seed: int,

@@ -161,8 +161,9 @@ def stage_args(args: argparse.Namespace, index: int) -> argparse.Namespace:
 def run_stage(index: int, stage: Stage, weights: List[np.ndarray], data: speech_commands.DataSource,
               args: argparse.Namespace) -> Tuple[tf.keras.Model, tf.keras.Model]:
     """Wraps, fine-tunes (or resumes) and strips one stage; returns (plain model, wrapped best model)."""
-    model_settings = data.model_settings
-    base = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model_settings, label_count = data.model_settings, len(data.processor.words_list)
+    base = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                 label_count=label_count)
     base.set_weights(weights)
     wrapped = stage.wrap(base, stage.plan(base, args), args)
     flags = stage_args(args, index)
@@ -176,7 +177,7 @@ def run_stage(index: int, stage: Stage, weights: List[np.ndarray], data: speech_
     best = tf.train.latest_checkpoint(os.path.join(flags.train_dir, "best"))
     checkpoints.load_weights(wrapped, best)
     print(f"Stage {index}: best model {best}")
-    return stage.strip(wrapped, base, model_settings, args), wrapped
+    return stage.strip(wrapped, base, model_settings, label_count, args), wrapped
 
 
 @dataclasses.dataclass
@@ -210,8 +211,9 @@ def optimize(args: argparse.Namespace) -> Outcome:
     (with the int8 .tflite of a quantization-aware model beside it)."""
     check_flags(args)
     tf.keras.utils.set_random_seed(args.seed)
-    model_settings = speech_commands.model_settings_from_flags(args)
-    start = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model_settings = features.settings_from_flags(args)
+    start = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                  label_count=len(vocabulary.words_list_from_flags(args)))
     print(f"Starting from {checkpoints.load_weights(start, args.checkpoint)}")
     stages = TECHNIQUES[args.technique]
     for index, stage in enumerate(stages, 1):

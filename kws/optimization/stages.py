@@ -105,9 +105,11 @@ class Stage:
         return self.wrap_model(tf.keras.models.clone_model(base, clone_function=wrap_layer))
 
     def strip(self, wrapped: tf.keras.Model, base: tf.keras.Model,
-              model_settings: registry.ModelSettings, args: argparse.Namespace) -> tf.keras.Model:
+              model_settings: registry.ModelSettings, label_count: int,
+              args: argparse.Namespace) -> tf.keras.Model:
         """A freshly built plain model holding the wrapped model's weights as inference uses them."""
-        plain = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+        plain = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                      label_count=label_count)
         self.copy_weights(wrapped, base, plain)
         return plain
 
