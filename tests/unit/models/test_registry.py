@@ -70,6 +70,14 @@ def test_every_architecture_builds_and_runs_on_any_batch(architecture):
         np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("architecture", sorted(TINY_SIZES))
+def test_the_output_width_is_the_label_count_argument(architecture):
+    """The label count is the builder's argument, not a field of the fingerprint settings."""
+    widths = [registry.create_model(TINY_SETTINGS, architecture, TINY_SIZES[architecture],
+                                    label_count=count).output_shape for count in (2, 7)]
+    assert widths == [(None, 2), (None, 7)]
+
+
 def test_every_registered_architecture_is_tested():
     assert set(registry.MODELS) >= set(TINY_SIZES)
     assert set(TINY_SIZES) == {"single_fc", "dnn", "cnn", "ds_cnn", "basic_lstm", "lstm",
