@@ -64,8 +64,10 @@ def main(args: argparse.Namespace) -> None:
         calibration.check_input_clip_percentile(args.input_clip_percentile)
     if args.test_dir and not os.path.isdir(args.test_dir):
         raise UsageError(f"--test_dir {args.test_dir} is not a folder")
-    model_settings = speech_commands.model_settings_from_flags(args)
-    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model_settings = features.settings_from_flags(args)
+    labels = vocabulary.words_list_from_flags(args)
+    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                  label_count=len(labels))
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
     stream = stateful_model.from_flags(args, model, model_settings)
@@ -83,7 +85,6 @@ def main(args: argparse.Namespace) -> None:
     content, check_inputs = conversion.convert(model, model_settings, mode, clips,
                                                args.input_clip_percentile, stream,
                                                args.include_features)
-    labels = vocabulary.words_list_from_flags(args)
     content = model_metadata.add_metadata(content, model_metadata.describe(
         model_settings, labels, args.include_features, stream))
     tflite = quantization.check_runs(content, check_inputs, mode)

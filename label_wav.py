@@ -26,7 +26,7 @@ import numpy as np
 
 from kws import cli, features, vocabulary
 from kws.cli import UsageError
-from kws.data import audio_io, speech_commands
+from kws.data import audio_io
 from kws.detection import detector, recordings, scoring
 from kws.runtime import metadata as model_metadata
 
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> None:
     if not paths:
         raise UsageError("no audio files: give them as arguments or with --wav")
     labels = vocabulary.labels_from_flags(args)
-    model_settings = speech_commands.model_settings_from_flags(args)
+    model_settings = features.settings_from_flags(args)
     score = scoring.scorer_from_flags(args, model_settings, labels)
     audios, kept, errors = recordings.read_recordings(paths, model_settings.sample_rate)
     if errors:

@@ -22,7 +22,7 @@ from kws.data import speech_commands as input_data
 
 
 def main(args: argparse.Namespace) -> None:
-    settings = input_data.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     manifest = records.write_shards(args, settings)
     partitions = manifest["partitions"]
     print(f"Wrote {args.shards_dir}: " + ", ".join(

@@ -17,9 +17,10 @@ from kws.training import checkpoints
 
 
 def main(args: argparse.Namespace) -> None:
-    model_settings = speech_commands.model_settings_from_flags(args)
+    model_settings = features.settings_from_flags(args)
     words_list = vocabulary.words_list_from_flags(args)
-    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                  label_count=len(words_list))
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
     data = speech_commands.DataSource(args, model_settings)

@@ -21,8 +21,7 @@ kept. A .tflite that convert.py wrote carries its labels and fingerprint setting
 import argparse
 import time
 
-from kws import cli, evaluation, plots, vocabulary
-from kws.data import speech_commands as input_data
+from kws import cli, evaluation, features, plots, vocabulary
 from kws.detection import detector, recordings, scoring
 from kws.runtime import metadata
 
@@ -34,7 +33,7 @@ def main(args: argparse.Namespace) -> None:
     if args.plot_dir and not args.sweep_thresholds:
         raise cli.UsageError("--plot_dir draws the detection curve of --sweep_thresholds: add it")
     labels = vocabulary.labels_from_flags(args)
-    model_settings = input_data.model_settings_from_flags(args)
+    model_settings = features.settings_from_flags(args)
     scorer = scoring.scorer_from_flags(args, model_settings, labels)
     settings = detector.detection_settings_from_flags(args)
     truth = recordings.read_ground_truth(args.ground_truth)

@@ -37,9 +37,11 @@ def main(args: argparse.Namespace) -> None:
     chief = distribute.is_chief(strategy)
     tf.keras.utils.set_random_seed(args.seed)
     distribute.set_precision(args)
-    model_settings = speech_commands.model_settings_from_flags(args)
+    model_settings = features.settings_from_flags(args)
+    label_count = len(vocabulary.words_list_from_flags(args))
     with strategy.scope():
-        model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+        model = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                      label_count=label_count)
     if chief:
         print(distribute.describe(strategy))
         print(registry.summary_line(model, args.model_architecture, args.model_size_info))
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace) -> None:
     if not len(processor.fingerprints("validation")[1]) and chief:
         print("The validation partition is empty: no model selection, the last model is kept as best")
     with strategy.scope():
-        teachers = distillation.teachers_from_flags(args, model_settings.label_count)
+        teachers = distillation.teachers_from_flags(args, label_count)
     soft_targets = distillation.distillation_from_flags(args)
     if teachers and chief:
         print(distillation.describe(teachers, soft_targets))

@@ -90,13 +90,13 @@ def main(args: argparse.Namespace) -> int:
     worst = 0.0
     for entry in CHECKPOINTS:
         start = time.perf_counter()
-        settings = features.prepare_model_settings(len(words_list), 16000, 1000, 40,
-                                                   entry.window_stride_ms, 10)
+        settings = features.prepare_model_settings(16000, 1000, 40, entry.window_stride_ms, 10)
         if entry.window_stride_ms not in fingerprints:
             clips, labels, _ = speech_commands.load_evaluation_folder(args.test_dir, words_list, settings)
             fingerprints[entry.window_stride_ms] = (features.Fingerprinter(settings)(clips), labels)
         inputs, labels = fingerprints[entry.window_stride_ms]
-        model = registry.create_model(settings, entry.architecture, entry.model_size_info)
+        model = registry.create_model(settings, entry.architecture, entry.model_size_info,
+                                      label_count=len(words_list))
         checkpoints.load_weights(model, os.path.join(args.reference_dir, entry.checkpoint))
         accuracy = float(np.mean(np.argmax(evaluation.predict(model, inputs), axis=1) == labels))
         difference = accuracy - entry.reference_accuracy

@@ -97,13 +97,13 @@ def main(args: argparse.Namespace) -> None:
 
     tf = tf_env.import_tensorflow()
     tf.keras.utils.set_random_seed(0)
-    published = features.prepare_model_settings(LABELS, 16000, 1000, 30, 10, 40, features.LOG_MEL)
-    arm = features.prepare_model_settings(LABELS, 16000, 1000, 40, 20, 10, features.MFCC)
+    published = features.prepare_model_settings(16000, 1000, 30, 10, 40, features.LOG_MEL)
+    arm = features.prepare_model_settings(16000, 1000, 40, 20, 10, features.MFCC)
     built = {f"bc_resnet before ({args.before})":
              (before.create_bc_resnet_model(published, [8]), published),
              "bc_resnet after (working tree)":
-             (bc_resnet.create_bc_resnet_model(published, [8]), published),
-             "ds_cnn_s": (registry.create_model(arm, "ds_cnn", DS_CNN_S), arm)}
+             (bc_resnet.create_bc_resnet_model(published, [8], label_count=LABELS), published),
+             "ds_cnn_s": (registry.create_model(arm, "ds_cnn", DS_CNN_S, label_count=LABELS), arm)}
     with tempfile.TemporaryDirectory(prefix="bench_bc_resnet_step_") as scratch:
         runs = {name: stepper(model, settings, args, os.path.join(scratch, str(index)))
                 for index, (name, (model, settings)) in enumerate(built.items())}

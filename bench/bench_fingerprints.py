@@ -64,8 +64,8 @@ def main(args):
         if not os.path.isdir(folder):
             raise UsageError(f"{flag} {folder} is not a folder (the real clips live in ../shared/data)")
     wanted = [word for word in args.wanted_words.split(",") if word]
-    settings = prepare_model_settings(len(wanted) + 2, 16000, 1000, args.window_size_ms,
-                                      args.window_stride_ms, args.dct_coefficient_count)
+    settings = prepare_model_settings(16000, 1000, args.window_size_ms, args.window_stride_ms,
+                                      args.dct_coefficient_count)
     print(f"features: {args.window_size_ms:g} ms window, {args.window_stride_ms:g} ms stride, "
           f"{args.dct_coefficient_count} coefficients -> {settings.fingerprint_size} floats; "
           f"TF {tf.__version__}, {os.cpu_count()} CPUs")

@@ -37,8 +37,8 @@ def int8_model(architecture: str) -> Tuple["registry.tf.keras.Model", bytes]:
         architecture, KWS30K_FEATURES if architecture in KWS30K else PAPER_FEATURES)
     if architecture == "dnn":
         stride = 40
-    settings = features.prepare_model_settings(12, 16000, 1000, window, stride, count, preprocess)
-    model = registry.create_model(settings, architecture, None)
+    settings = features.prepare_model_settings(16000, 1000, window, stride, count, preprocess)
+    model = registry.create_model(settings, architecture, None, label_count=12)
     fingerprints = np.random.default_rng(0).normal(
         0, 10, (100, settings.fingerprint_size)).astype(np.float32)
     mode = quantization.MODES[(quantization.FULL_INTEGER, "float32")]

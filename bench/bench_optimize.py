@@ -176,14 +176,15 @@ def main(args: argparse.Namespace) -> None:
     if unknown:
         raise cli.UsageError(f"--techniques: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     first = optimize_args(args, args.techniques[0])
-    model_settings = speech_commands.model_settings_from_flags(first)
+    model_settings = features.settings_from_flags(first)
     words_list = vocabulary.words_list_from_flags(first)
     clips, labels, _ = speech_commands.load_evaluation_folder(DEV_DIR, words_list, model_settings)
     dev = (features.Fingerprinter(model_settings)(clips), labels)
     tflite_dir = os.path.join(args.work_dir, "tflite")
 
     def plain_model(checkpoint: str) -> registry.tf.keras.Model:
-        model = registry.create_model(model_settings, first.model_architecture, first.model_size_info)
+        model = registry.create_model(model_settings, first.model_architecture, first.model_size_info,
+                                      label_count=len(words_list))
         checkpoints.load_weights(model, checkpoint)
         return model
 

@@ -61,7 +61,7 @@ def invoker(model: TFLiteModel) -> Callable[[np.ndarray], np.ndarray]:
 def main(args: argparse.Namespace) -> None:
     print(f"Load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"({os.cpu_count()} cores)")
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     words = vocabulary.words_list_from_flags(args)
     clips, labels, _ = speech_commands.load_evaluation_folder(args.test_dir, words, settings)
     fingerprinter = features.Fingerprinter(settings)

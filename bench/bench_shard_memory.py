@@ -79,7 +79,7 @@ def write_shards(folder: Path, size: int) -> None:
             name = records.shard_name(partition, index, number)
             labels = [labels_of[WORDS[w]] for w in words]
             shards[partition].append({"file": name, "count": records.write_shard(str(folder / name), audio, labels)})
-    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
     noise = np.random.default_rng(1).uniform(-0.5, 0.5, 10 * 16000).astype(np.float32)
     records.write_manifest(str(folder), vocabulary.prepare_words_list(WORDS[:10]), settings, shards,
                            [noise], {"data_dir": "synthesized by bench_shard_memory.py"})

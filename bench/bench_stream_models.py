@@ -40,9 +40,9 @@ CLIP_STRIDE_MS = 30.0
 
 def measure(architecture: str, runs: int) -> dict:
     coefficients = 40 if architecture in KWS30K else 10
-    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, coefficients)
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, coefficients)
     tf_env.import_tensorflow().keras.utils.set_random_seed(0)
-    model = registry.create_model(settings, architecture, None)
+    model = registry.create_model(settings, architecture, None, label_count=12)
     streaming = stateful_model.streaming_model(model, settings, architecture)
     fingerprints = np.random.default_rng(0).normal(
         0, 10, (100, settings.fingerprint_size)).astype(np.float32)

@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> None:
     found = published_models(args.models_dir, [part for part in args.exclude.split(",") if part])
     words = vocabulary.DEFAULT_WANTED_WORDS.split(",")
     label_count = len(words) + 2
-    base = features.prepare_model_settings(label_count, 16000, 1000, 40, 20, 10)
+    base = features.prepare_model_settings(16000, 1000, 40, 20, 10)
     processor = speech_commands.AudioProcessor(dataset.DataSettings(
         args.data_dir, tuple(words), background_noise_dir=args.background_noise_dir), base)
     clips, labels = processor.clips("validation")
@@ -90,9 +90,10 @@ def main(args: argparse.Namespace) -> None:
     values: Dict[str, str] = {}
     for checkpoint, report, fields in found:
         settings = features.prepare_model_settings(
-            label_count, fields["sample_rate"], fields["clip_duration_ms"], fields["window_size_ms"],
+            fields["sample_rate"], fields["clip_duration_ms"], fields["window_size_ms"],
             fields["window_stride_ms"], fields["dct_coefficient_count"], fields.get("preprocess", "mfcc"))
-        model = registry.create_model(settings, report["architecture"], report["model_size_info"])
+        model = registry.create_model(settings, report["architecture"], report["model_size_info"],
+                                      label_count=label_count)
         checkpoints.load_weights(model, checkpoint)
         name = os.path.relpath(os.path.dirname(checkpoint), args.models_dir)
         probabilities[name] = evaluation.predict(model, features.Fingerprinter(settings)(clips))

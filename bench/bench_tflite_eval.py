@@ -55,13 +55,13 @@ def generated_setup(folder: str) -> Tuple[str, str]:
             handle.setframerate(16000)
             handle.writeframes(np.asarray(samples, dtype="<i2").tobytes())
 
-    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
     words = vocabulary.prepare_words_list(vocabulary.DEFAULT_WANTED_WORDS.split(","))
     rng = np.random.default_rng(0)
     for n in range(400):
         write_wav(os.path.join(folder, words[n % len(words)], f"clip{n}.wav"),
                   rng.integers(-2000, 2000, 16000))
-    model = registry.create_model(settings, "dnn", (64, 64))
+    model = registry.create_model(settings, "dnn", (64, 64), label_count=len(words))
     mode = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
     content = quantization.to_tflite(model, mode, rng.normal(0, 10, (50, settings.fingerprint_size)))
     path = os.path.join(folder, "dnn.tflite")
@@ -107,7 +107,7 @@ def breakdown(tflite_path: str, test_dir: str) -> str:
     from kws.data import speech_commands
     from kws.runtime import tflite_model
 
-    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
     words = vocabulary.prepare_words_list(vocabulary.DEFAULT_WANTED_WORDS.split(","))
     start = time.perf_counter()
     clips, labels, _ = speech_commands.load_evaluation_folder(test_dir, words, settings)

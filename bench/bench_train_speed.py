@@ -163,8 +163,9 @@ def main(args: argparse.Namespace) -> None:
                     "--learning_rate", "0.0005", "--eval_step_interval", "1000000"])
     tf.keras.utils.set_random_seed(flags.seed)
     distribute.set_precision(flags)
-    settings = speech_commands.model_settings_from_flags(flags)
-    model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
+    settings = features.settings_from_flags(flags)
+    model = registry.create_model(settings, flags.model_architecture, flags.model_size_info,
+                                  label_count=len(vocabulary.words_list_from_flags(flags)))
     processor = sources.data_from_flags(flags, settings)
     trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only

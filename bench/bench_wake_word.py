@@ -120,7 +120,8 @@ def train_scratch(args: argparse.Namespace, text_dir: str, output_dir: str) -> s
     inputs = np.concatenate([fingerprinter(clips) for clips, _ in chunks])
     labels = np.concatenate([chunk_labels for _, chunk_labels in chunks])
     fresh = dataclasses.replace(backbone, model=registry.create_model(
-        backbone.settings, backbone.architecture, backbone.size_info))
+        backbone.settings, backbone.architecture, backbone.size_info,
+        label_count=backbone.label_count))
     detector = model.detector(fresh, model.head_model(backbone.embedding.output_shape[-1],
                                                       args.head_units, args.seed))
     print(f"scratch: {len(labels)} examples, {args.scratch_steps} steps")

@@ -15,9 +15,10 @@ raw-audio models. Both use the constant matrices of feature_matrices
 tests/unit/data/test_speech_commands.py compares the MFCC forms with the ops
 (graph_features.reference_fingerprint), tests/unit/test_log_mel.py the log-mel forms with each other.
 
-ModelSettings is the geometry that a model is built for (labels, samples,
-frames, features per frame, their type): the data, the models and the
-deployment tools share it.
+ModelSettings is the geometry of the clip and its fingerprint that a model is
+built for (samples, frames, features per frame, their type): the data, the
+models and the deployment tools share it. The number of labels is not part of
+it: the model builders take it on its own.
 """
 from __future__ import annotations
 
@@ -70,7 +71,6 @@ def add_feature_flags(parser: argparse.ArgumentParser) -> None:
 class ModelSettings:
     """Audio and fingerprint geometry that a model is built for."""
 
-    label_count: int
     sample_rate: int
     clip_duration_ms: int
     window_size_ms: float
@@ -106,14 +106,14 @@ class ModelSettings:
         return self.spectrogram_length * self.dct_coefficient_count
 
 
-def prepare_model_settings(label_count: int, sample_rate: int, clip_duration_ms: int,
-                           window_size_ms: float, window_stride_ms: float,
-                           dct_coefficient_count: int, preprocess: str = MFCC) -> ModelSettings:
-    """Checks and bundles the settings that fix a model's input and output."""
+def prepare_model_settings(sample_rate: int, clip_duration_ms: int, window_size_ms: float,
+                           window_stride_ms: float, dct_coefficient_count: int,
+                           preprocess: str = MFCC) -> ModelSettings:
+    """Checks and bundles the settings that fix a model's input."""
     if preprocess not in PREPROCESS_TYPES:
         raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESS_TYPES)}")
-    settings = ModelSettings(label_count, sample_rate, clip_duration_ms, window_size_ms,
-                             window_stride_ms, dct_coefficient_count, preprocess)
+    settings = ModelSettings(sample_rate, clip_duration_ms, window_size_ms, window_stride_ms,
+                             dct_coefficient_count, preprocess)
     if settings.window_size_samples <= 0 or settings.window_stride_samples <= 0:
         raise UsageError("--window_size_ms and --window_stride_ms must each cover at least "
                          "one sample at --sample_rate")
@@ -125,11 +125,11 @@ def prepare_model_settings(label_count: int, sample_rate: int, clip_duration_ms:
     return settings
 
 
-def settings_from_flags(args: argparse.Namespace, label_count: int) -> ModelSettings:
-    """ModelSettings from the fingerprint flags, for a model of label_count labels."""
-    return prepare_model_settings(label_count, args.sample_rate, args.clip_duration_ms,
-                                  args.window_size_ms, args.window_stride_ms,
-                                  args.dct_coefficient_count, args.preprocess)
+def settings_from_flags(args: argparse.Namespace) -> ModelSettings:
+    """ModelSettings from the fingerprint flags."""
+    return prepare_model_settings(args.sample_rate, args.clip_duration_ms, args.window_size_ms,
+                                  args.window_stride_ms, args.dct_coefficient_count,
+                                  args.preprocess)
 
 
 def mel_weight_matrix(model_settings: ModelSettings,

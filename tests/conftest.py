@@ -108,9 +108,9 @@ UNKNOWN = ["cat", "dog"]
 
 
 def ds_cnn_settings():
-    """DS-CNN fingerprint settings (40 ms / 20 ms / 10 coefficients) for WANTED + silence/unknown."""
+    """DS-CNN fingerprint settings: 40 ms windows every 20 ms, 10 coefficients."""
     from kws.features import prepare_model_settings
-    return prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
+    return prepare_model_settings(SAMPLE_RATE, 1000, 40, 20, 10)
 
 
 def processor(data_dir, **kwargs):
@@ -174,10 +174,9 @@ def tiny_feature_flags(architecture: str) -> list:
     return TINY_LOG_MEL_FLAGS if architecture == "bc_resnet" else TINY_FEATURE_FLAGS
 
 
-def tiny_settings(architecture: str, label_count: int, clip_duration_ms: int = 1000):
+def tiny_settings(architecture: str, clip_duration_ms: int = 1000):
     """The features.ModelSettings of tiny_feature_flags(architecture)."""
     from kws.features import prepare_model_settings
     if architecture == "bc_resnet":
-        return prepare_model_settings(label_count, SAMPLE_RATE, clip_duration_ms, 40, 20, 40,
-                                      "log_mel")
-    return prepare_model_settings(label_count, SAMPLE_RATE, clip_duration_ms, 40, 20, 10)
+        return prepare_model_settings(SAMPLE_RATE, clip_duration_ms, 40, 20, 40, "log_mel")
+    return prepare_model_settings(SAMPLE_RATE, clip_duration_ms, 40, 20, 10)

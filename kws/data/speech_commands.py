@@ -28,7 +28,7 @@ from kws.data.audio_io import AUDIO_EXTENSIONS
 from kws.data.data_split import BACKGROUND_NOISE_DIR_NAME, PARTITIONS, RANDOM_SEED
 from kws.data.dataset import DataIndex, DataSettings, data_dirs_from_flag
 from kws.features import ModelSettings
-from kws.vocabulary import SILENCE_INDEX, UNKNOWN_WORD_INDEX, words_list_from_flags
+from kws.vocabulary import SILENCE_INDEX, UNKNOWN_WORD_INDEX
 
 tf = tf_env.lazy_tensorflow()
 
@@ -94,11 +94,6 @@ def add_data_flags(parser: argparse.ArgumentParser, evaluation_folders: bool = T
     group.add_argument("--seed", type=int, default=RANDOM_SEED,
                        help="Fixes the choice of silence/unknown samples, the augmentation and the "
                             "initialization.")
-
-
-def model_settings_from_flags(args: argparse.Namespace) -> ModelSettings:
-    """ModelSettings from the fingerprint flags and --wanted_words."""
-    return features.settings_from_flags(args, len(words_list_from_flags(args)))
 
 
 def partition_silence(labels: np.ndarray, partition: str, seed: int,
@@ -354,14 +349,11 @@ class AudioProcessor:
             yield (student, *(computed[one] for one in teachers)), labels
 
 
-def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,
-                           others_as_unknown: bool = False, cache_dir: Optional[str] = None
-                           ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Reads an evaluation folder: one sub-folder per label, every clip labelled by its folder.
-
-    Returns int16 clips [n, desired_samples], label indices into words_list,
-    and the paths, in sorted order. No split, no augmentation.
-    """
+def evaluation_folder_files(test_dir: str, words_list: Sequence[str], others_as_unknown: bool = False
+                            ) -> Tuple[List[str], List[int]]:
+    """The audio files of an evaluation folder (one sub-folder per label), in sorted order, and
+    the index into words_list of each one's folder; other folders are _unknown_ when
+    others_as_unknown, else a UsageError."""
     if not os.path.isdir(test_dir):
         raise UsageError(f"--test_dir {test_dir} is not a folder")
     label_of = {word: i for i, word in enumerate(words_list)}
@@ -383,6 +375,18 @@ def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_setti
     if not paths:
         raise UsageError(f"--test_dir {test_dir} holds no audio files in label folders "
                          f"(expected <test_dir>/<label>/<clip> in {' '.join(AUDIO_EXTENSIONS)})")
+    return paths, labels
+
+
+def load_evaluation_folder(test_dir: str, words_list: Sequence[str], model_settings: ModelSettings,
+                           others_as_unknown: bool = False, cache_dir: Optional[str] = None
+                           ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Reads an evaluation folder: one sub-folder per label, every clip labelled by its folder.
+
+    Returns int16 clips [n, desired_samples], label indices into words_list,
+    and the paths, in sorted order. No split, no augmentation.
+    """
+    paths, labels = evaluation_folder_files(test_dir, words_list, others_as_unknown)
     clips, kept, errors = audio_io.load_clips(paths, model_settings.sample_rate,
                                            model_settings.desired_samples, cache_dir)
     audio_io.report_unreadable(errors)

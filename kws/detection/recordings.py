@@ -24,7 +24,6 @@ import numpy as np
 from kws import cli, vocabulary
 from kws.cli import UsageError
 from kws.data import audio_io, data_split, dataset, speech_commands
-from kws.features import ModelSettings
 
 BACKGROUND_CROSSOVER_MS = 500  # noise segments overlap by this much
 WORD_RAMP_S = 500 / 16000  # TensorFlow's 500-sample fade in and out of each word
@@ -183,11 +182,6 @@ class Words:
     unknown: np.ndarray
 
 
-def _clip_settings(sample_rate: int, clip_duration_ms: int, label_count: int) -> ModelSettings:
-    """Settings that fix only the clip length (the fingerprint fields are not used)."""
-    return ModelSettings(label_count, sample_rate, clip_duration_ms, 30.0, 10.0, 40)
-
-
 def _words(clips: np.ndarray, labels: Sequence[int], words_list: Sequence[str]) -> Words:
     labels = np.asarray(labels)
     keywords = {word: clips[labels == i] for i, word in enumerate(words_list)
@@ -198,16 +192,9 @@ def _words(clips: np.ndarray, labels: Sequence[int], words_list: Sequence[str]) 
     return Words(keywords, clips[labels == vocabulary.UNKNOWN_WORD_INDEX])
 
 
-def words_from_flags(args: argparse.Namespace) -> Words:
-    """The word clips of --test_dir, or of --partition of --data_dir."""
-    words_list = vocabulary.words_list_from_flags(args)
-    settings = _clip_settings(args.sample_rate, args.clip_duration_ms, len(words_list))
-    if bool(args.test_dir) == bool(args.data_dir):
-        raise UsageError("give the words to mix: --test_dir or --data_dir (one of them)")
-    if args.test_dir:
-        clips, labels, _ = speech_commands.load_evaluation_folder(args.test_dir, words_list, settings,
-                                                             others_as_unknown=True)
-        return _words(clips, labels, words_list)
+def _partition_files(args: argparse.Namespace, words_list: Sequence[str]
+                     ) -> Tuple[List[str], List[int]]:
+    """The word files of --partition of --data_dir and their labels (other words _unknown_)."""
     paths, labels = [], []
     for folder in dataset.data_dirs_from_flag(args.data_dir):
         if not os.path.isdir(folder):
@@ -221,7 +208,22 @@ def words_from_flags(args: argparse.Namespace) -> Words:
             paths.append(path)
             labels.append(words_list.index(word) if word in words_list[2:]
                           else vocabulary.UNKNOWN_WORD_INDEX)
-    clips, kept, errors = audio_io.load_clips(paths, settings.sample_rate, settings.desired_samples)
+    return paths, labels
+
+
+def words_from_flags(args: argparse.Namespace) -> Words:
+    """The word clips of --test_dir, or of --partition of --data_dir, at --sample_rate and
+    --clip_duration_ms."""
+    words_list = vocabulary.words_list_from_flags(args)
+    if bool(args.test_dir) == bool(args.data_dir):
+        raise UsageError("give the words to mix: --test_dir or --data_dir (one of them)")
+    if args.test_dir:
+        paths, labels = speech_commands.evaluation_folder_files(args.test_dir, words_list,
+                                                                others_as_unknown=True)
+    else:
+        paths, labels = _partition_files(args, words_list)
+    clip_samples = int(args.sample_rate * args.clip_duration_ms / 1000)
+    clips, kept, errors = audio_io.load_clips(paths, args.sample_rate, clip_samples)
     audio_io.report_unreadable(errors)
     return _words(clips, [labels[i] for i in kept], words_list)
 

@@ -7,7 +7,6 @@ like Arm's labels.txt) or else _silence_, _unknown_ and --wanted_words.
 label_wav.py and test_streaming_accuracy.py take their model here.
 """
 import argparse
-import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
@@ -47,8 +46,7 @@ def scorer_from_flags(args: argparse.Namespace, model_settings: features.ModelSe
                          "--model_architecture and --model_size_info")
     if args.runtime != tflite_model.LITERT:
         raise UsageError(f"--runtime {args.runtime} runs a .tflite (--tflite_path), not a checkpoint")
-    if model_settings.label_count != len(labels):
-        model_settings = dataclasses.replace(model_settings, label_count=len(labels))
-    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
+    model = registry.create_model(model_settings, args.model_architecture, args.model_size_info,
+                                  label_count=len(labels))
     checkpoints.load_weights(model, args.checkpoint)
     return lambda fingerprints: evaluation.predict(model, fingerprints)

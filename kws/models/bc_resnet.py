@@ -219,7 +219,8 @@ def stage_frequencies(frequency: int) -> List[int]:
 
 
 def create_bc_resnet_model(model_settings: ModelSettings,
-                           model_size_info: Sequence[int]) -> tf.keras.Model:
+                           model_size_info: Sequence[int], *,
+                           label_count: int) -> tf.keras.Model:
     """BC-ResNet over the fingerprint as [time, frequency, 1].
 
     model_size_info: [base_channels]; 8 is BC-ResNet-1 (about 9k parameters),
@@ -285,5 +286,5 @@ def create_bc_resnet_model(model_settings: ModelSettings,
     x = _conv_bn_relu(x, layers.Conv2D(channels[-1], 1, use_bias=False))
     x = layers.AveragePooling2D(pool_size=x.shape[1:3])(x)
     x = layers.Flatten()(x)
-    scores = layers.Dense(model_settings.label_count, activation="softmax")(x)
+    scores = layers.Dense(label_count, activation="softmax")(x)
     return tf.keras.Model(fingerprint, scores, name="bc_resnet")

@@ -1,9 +1,10 @@
 """Keyword-spotting model zoo: one registry of builders used by every script.
 
-Every builder takes the fingerprint settings and the integers of
-`--model_size_info`, and returns an uncompiled tf.keras model whose input is
-the flattened fingerprint (spectrogram_length x dct_coefficient_count floats)
-and whose output is a softmax over label_count labels.
+Every builder takes the fingerprint settings, the integers of
+`--model_size_info` and the number of labels (keyword-only label_count), and
+returns an uncompiled tf.keras model whose input is the flattened fingerprint
+(spectrogram_length x dct_coefficient_count floats) and whose output is a
+softmax over label_count labels.
 
 The architectures are those of "Hello Edge: Keyword Spotting on
 Microcontrollers" (Zhang et al., 2017, https://arxiv.org/abs/1711.07128) with
@@ -22,7 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import numbers
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from kws import macs, tf_env
 from kws.cli import UsageError
@@ -53,8 +54,8 @@ def _spectrogram_image(fingerprint: tf.Tensor, model_settings: ModelSettings) ->
         (model_settings.spectrogram_length, model_settings.dct_coefficient_count, 1))(fingerprint)
 
 
-def _label_scores(x: tf.Tensor, model_settings: ModelSettings) -> tf.Tensor:
-    return tf.keras.layers.Dense(model_settings.label_count, activation="softmax")(x)
+def _label_scores(x: tf.Tensor, label_count: int) -> tf.Tensor:
+    return tf.keras.layers.Dense(label_count, activation="softmax")(x)
 
 
 def _valid_conv2d(x: tf.Tensor, conv_size_info: Sequence[int], architecture: str,
@@ -81,18 +82,20 @@ def _gru_stack(x: tf.Tensor, layer_count: int, units: int) -> tf.Tensor:
 
 
 def create_single_fc_model(model_settings: ModelSettings,
-                           model_size_info: Sequence[int]) -> tf.keras.Model:
+                           model_size_info: Sequence[int], *,
+                           label_count: int) -> tf.keras.Model:
     """One fully-connected layer from the fingerprint to the labels.
 
     model_size_info: empty.
     """
     fingerprint = _fingerprint_input(model_settings)
-    return tf.keras.Model(fingerprint, _label_scores(fingerprint, model_settings),
+    return tf.keras.Model(fingerprint, _label_scores(fingerprint, label_count),
                           name="single_fc")
 
 
 def create_dnn_model(model_settings: ModelSettings,
-                     model_size_info: Sequence[int]) -> tf.keras.Model:
+                     model_size_info: Sequence[int], *,
+                     label_count: int) -> tf.keras.Model:
     """Fully-connected ReLU layers on the flattened fingerprint.
 
     model_size_info: the units of each hidden layer, one integer per layer.
@@ -102,11 +105,12 @@ def create_dnn_model(model_settings: ModelSettings,
     for units in model_size_info:
         x = tf.keras.layers.Dense(units, activation="relu")(x)
         x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="dnn")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="dnn")
 
 
 def create_cnn_model(model_settings: ModelSettings,
-                     model_size_info: Sequence[int]) -> tf.keras.Model:
+                     model_size_info: Sequence[int], *,
+                     label_count: int) -> tf.keras.Model:
     """Two convolutions, a linear bottleneck layer and a fully-connected layer.
 
     model_size_info (12 integers):
@@ -130,11 +134,12 @@ def create_cnn_model(model_settings: ModelSettings,
     x = tf.keras.layers.BatchNormalization()(x)
     x = tf.keras.layers.ReLU()(x)
     x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="cnn")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="cnn")
 
 
 def create_ds_cnn_model(model_settings: ModelSettings,
-                        model_size_info: Sequence[int]) -> tf.keras.Model:
+                        model_size_info: Sequence[int], *,
+                        label_count: int) -> tf.keras.Model:
     """Depthwise-separable CNN: a convolution, then depthwise + pointwise convolutions.
 
     model_size_info: the number of layers N, then for each of the N layers five
@@ -164,11 +169,12 @@ def create_ds_cnn_model(model_settings: ModelSettings,
         x = tf.keras.layers.ReLU()(x)
     x = tf.keras.layers.AveragePooling2D(pool_size=x.shape[1:3])(x)
     x = tf.keras.layers.Flatten()(x)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="ds_cnn")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="ds_cnn")
 
 
 def create_basic_lstm_model(model_settings: ModelSettings,
-                            model_size_info: Sequence[int]) -> tf.keras.Model:
+                            model_size_info: Sequence[int], *,
+                            label_count: int) -> tf.keras.Model:
     """An LSTM (no peepholes, no projection) over the MFCC frames; its last output is classified.
 
     model_size_info: [LSTM units].
@@ -176,11 +182,12 @@ def create_basic_lstm_model(model_settings: ModelSettings,
     fingerprint = _fingerprint_input(model_settings)
     x = _spectrogram(fingerprint, model_settings)
     x = tf.keras.layers.LSTM(model_size_info[0], unroll=True)(x)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="basic_lstm")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="basic_lstm")
 
 
 def create_lstm_model(model_settings: ModelSettings,
-                      model_size_info: Sequence[int]) -> tf.keras.Model:
+                      model_size_info: Sequence[int], *,
+                      label_count: int) -> tf.keras.Model:
     """An LSTM with peepholes and an output projection (ProjectionLSTMCell).
 
     model_size_info: [projection units, LSTM units].
@@ -191,11 +198,12 @@ def create_lstm_model(model_settings: ModelSettings,
     from kws.models.lstm_cell import ProjectionLSTMCell
 
     x = tf.keras.layers.RNN(ProjectionLSTMCell(units, projection_units), unroll=True)(x)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="lstm")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="lstm")
 
 
 def create_gru_model(model_settings: ModelSettings,
-                     model_size_info: Sequence[int]) -> tf.keras.Model:
+                     model_size_info: Sequence[int], *,
+                     label_count: int) -> tf.keras.Model:
     """Stacked GRU layers over the MFCC frames; the last layer's final output is classified.
 
     model_size_info: [number of GRU layers, GRU units per layer].
@@ -203,11 +211,12 @@ def create_gru_model(model_settings: ModelSettings,
     layer_count, units = model_size_info
     fingerprint = _fingerprint_input(model_settings)
     x = _gru_stack(_spectrogram(fingerprint, model_settings), layer_count, units)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="gru")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="gru")
 
 
 def create_crnn_model(model_settings: ModelSettings,
-                      model_size_info: Sequence[int]) -> tf.keras.Model:
+                      model_size_info: Sequence[int], *,
+                      label_count: int) -> tf.keras.Model:
     """A convolution, stacked GRU layers over its output frames, and a fully-connected layer.
 
     model_size_info (8 integers):
@@ -225,18 +234,20 @@ def create_crnn_model(model_settings: ModelSettings,
     x = _gru_stack(x, gru_layer_count, gru_units)
     x = tf.keras.layers.Dense(fc_units, activation="relu")(x)
     x = tf.keras.layers.Dropout(DROPOUT_RATE)(x)
-    return tf.keras.Model(fingerprint, _label_scores(x, model_settings), name="crnn")
+    return tf.keras.Model(fingerprint, _label_scores(x, label_count), name="crnn")
 
 
 def create_bc_resnet_model(model_settings: ModelSettings,
-                           model_size_info: Sequence[int]) -> tf.keras.Model:
+                           model_size_info: Sequence[int], *,
+                           label_count: int) -> tf.keras.Model:
     """BC-ResNet (kws/models/bc_resnet.py, imported here: its SubSpectralNorm layer imports TensorFlow).
 
     model_size_info: [base_channels]: 8 is BC-ResNet-1, 16 BC-ResNet-2.
     """
     from kws.models import bc_resnet
 
-    return bc_resnet.create_bc_resnet_model(model_settings, model_size_info)
+    return bc_resnet.create_bc_resnet_model(model_settings, model_size_info,
+                                            label_count=label_count)
 
 
 def _one_or_more(model_size_info: Sequence[int]) -> int:
@@ -248,11 +259,20 @@ def _ds_cnn_length(model_size_info: Sequence[int]) -> int:
     return 1 + 5 * layer_count
 
 
+class Builder(Protocol):
+    """An architecture's builder: fingerprint settings, --model_size_info and label count
+    to an uncompiled model."""
+
+    def __call__(self, model_settings: ModelSettings, model_size_info: Sequence[int], *,
+                 label_count: int) -> tf.keras.Model:
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """A registered architecture: its builder and its --model_size_info layout."""
 
-    builder: Callable[[ModelSettings, Sequence[int]], tf.keras.Model]
+    builder: Builder
     layout: str  # what the integers of --model_size_info mean, for messages
     default_size_info: Tuple[int, ...]  # the paper's Small configuration
     # How many integers a given size list must have; None: as many as the default.
@@ -329,8 +349,10 @@ def _check_size_info(model_architecture: str, model_size_info: Sequence[int]) ->
 
 
 def create_model(model_settings: ModelSettings, model_architecture: str,
-                 model_size_info: Optional[Sequence[int]] = None) -> tf.keras.Model:
-    """Builds a registered architecture; model_size_info None means its default size."""
+                 model_size_info: Optional[Sequence[int]] = None, *,
+                 label_count: int) -> tf.keras.Model:
+    """Builds a registered architecture for label_count labels; model_size_info None means
+    its default size."""
     if model_architecture not in MODELS:
         raise UsageError(f"unknown --model_architecture {model_architecture!r}; "
                          f"known: {', '.join(MODELS)}")
@@ -339,7 +361,7 @@ def create_model(model_settings: ModelSettings, model_architecture: str,
         model_size_info = architecture.default_size_info
     model_size_info = tuple(model_size_info)
     _check_size_info(model_architecture, model_size_info)
-    return architecture.builder(model_settings, model_size_info)
+    return architecture.builder(model_settings, model_size_info, label_count=label_count)
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

@@ -97,10 +97,9 @@ def _input(model_settings: ModelSettings) -> Tuple[tf.Tensor, tf.Tensor]:
     return fingerprint, net
 
 
-def _classifier(fingerprint: tf.Tensor, net: tf.Tensor,
-                model_settings: ModelSettings) -> tf.keras.Model:
-    """Adds the Dense softmax over the labels and wraps the graph in a model."""
-    output = tf.keras.layers.Dense(model_settings.label_count, activation="softmax")(net)
+def _classifier(fingerprint: tf.Tensor, net: tf.Tensor, label_count: int) -> tf.keras.Model:
+    """Adds the Dense softmax over the label_count labels and wraps the graph in a model."""
+    output = tf.keras.layers.Dense(label_count, activation="softmax")(net)
     return tf.keras.Model(fingerprint, output)
 
 
@@ -142,7 +141,8 @@ def _conv_bn(net: tf.Tensor, filters: int, kernel: int, scale: bool,
 
 
 def create_svdf_model(model_settings: ModelSettings,
-                      model_size_info: Sequence[int]) -> tf.keras.Model:
+                      model_size_info: Sequence[int], *,
+                      label_count: int) -> tf.keras.Model:
     """SVDF stack (Alvarez & Park, arXiv:1812.02802), kws_streaming models/svdf.py.
 
     model_size_info: N memory sizes (time steps each layer's depthwise filter
@@ -163,11 +163,12 @@ def create_svdf_model(model_settings: ModelSettings,
         if i < layers - 1:
             net = tf.keras.layers.Conv2D(units2[i], 1)(net)
     net = tf.keras.layers.Flatten()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def create_svdf_resnet_model(model_settings: ModelSettings,
-                             model_size_info: Sequence[int]) -> tf.keras.Model:
+                             model_size_info: Sequence[int], *,
+                             label_count: int) -> tf.keras.Model:
     """Three residual blocks of SVDF layers, kws_streaming models/svdf_resnet.py.
 
     model_size_info: n1, n2, n3 (SVDF layers in blocks 1-3), then a
@@ -199,11 +200,12 @@ def create_svdf_resnet_model(model_settings: ModelSettings,
         net = _max_pool(net, pool, pool, architecture)
     net = tf.keras.layers.GlobalAveragePooling2D()(net)
     net = tf.keras.layers.Dense(dense_units, activation="relu")(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def create_tc_resnet_model(model_settings: ModelSettings,
-                           model_size_info: Sequence[int]) -> tf.keras.Model:
+                           model_size_info: Sequence[int], *,
+                           label_count: int) -> tf.keras.Model:
     """Temporal-convolution ResNet (arXiv:1904.03814), kws_streaming models/tc_resnet.py.
 
     model_size_info: kernel_size (time length of the residual blocks' kernels),
@@ -237,11 +239,12 @@ def create_tc_resnet_model(model_settings: ModelSettings,
         net = tf.keras.layers.Add()([net, shortcut])
         net = tf.keras.layers.ReLU()(net)
     net = tf.keras.layers.GlobalAveragePooling2D()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def create_mobilenet_model(model_settings: ModelSettings,
-                           model_size_info: Sequence[int]) -> tf.keras.Model:
+                           model_size_info: Sequence[int], *,
+                           label_count: int) -> tf.keras.Model:
     """MobileNet (arXiv:1704.04861) over time, kws_streaming models/mobilenet.py.
 
     model_size_info: filters, kernel length and stride of the first valid
@@ -272,11 +275,12 @@ def create_mobilenet_model(model_settings: ModelSettings,
         net = tf.keras.layers.BatchNormalization()(net)
         net = tf.keras.layers.ReLU(6.0)(net)
     net = tf.keras.layers.GlobalAveragePooling2D()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def create_mobilenet_v2_model(model_settings: ModelSettings,
-                              model_size_info: Sequence[int]) -> tf.keras.Model:
+                              model_size_info: Sequence[int], *,
+                              label_count: int) -> tf.keras.Model:
     """MobileNetV2 (arXiv:1801.04381) over time, kws_streaming models/mobilenet_v2.py.
 
     model_size_info: filters, kernel length and stride of the first valid
@@ -311,11 +315,12 @@ def create_mobilenet_v2_model(model_settings: ModelSettings,
         if in_channels == filters and strides == 1:
             net = tf.keras.layers.Add()([block_input, net])
     net = tf.keras.layers.GlobalAveragePooling2D()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def create_inception_model(model_settings: ModelSettings,
-                           model_size_info: Sequence[int]) -> tf.keras.Model:
+                           model_size_info: Sequence[int], *,
+                           label_count: int) -> tf.keras.Model:
     """Inception (arXiv:1512.00567) over time, kws_streaming models/inception.py.
 
     model_size_info: filters and kernel length of the first valid convolution
@@ -344,11 +349,12 @@ def create_inception_model(model_settings: ModelSettings,
         net = _conv_bn(net, filters2, 1, scale=False)
         net = _max_pool(net, 3, stride, architecture)
     net = tf.keras.layers.GlobalAveragePooling2D()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def create_inception_resnet_model(model_settings: ModelSettings,
-                                  model_size_info: Sequence[int]) -> tf.keras.Model:
+                                  model_size_info: Sequence[int], *,
+                                  label_count: int) -> tf.keras.Model:
     """Inception-ResNet (arXiv:1602.07261) over time, kws_streaming models/inception_resnet.py.
 
     model_size_info: filters and kernel length of the first valid convolution
@@ -382,7 +388,7 @@ def create_inception_resnet_model(model_settings: ModelSettings,
         net = _conv_bn(net, filters2, 1, scale=True, padding="valid")
         net = _max_pool(net, 3, stride, architecture)
     net = tf.keras.layers.GlobalAveragePooling2D()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)
 
 
 def _xception_block(net: tf.Tensor, kernels: Sequence[int], filters: Sequence[int]) -> tf.Tensor:
@@ -400,7 +406,8 @@ def _xception_block(net: tf.Tensor, kernels: Sequence[int], filters: Sequence[in
 
 
 def create_xception_model(model_settings: ModelSettings,
-                          model_size_info: Sequence[int]) -> tf.keras.Model:
+                          model_size_info: Sequence[int], *,
+                          label_count: int) -> tf.keras.Model:
     """Xception / MatchboxNet-like model (arXiv:1610.02357), kws_streaming models/xception.py.
 
     model_size_info: n2, n3, n4 (separable convolutions in xception blocks
@@ -429,4 +436,4 @@ def create_xception_model(model_settings: ModelSettings,
     net = tf.keras.layers.Dense(dense_units, use_bias=False)(net)
     net = tf.keras.layers.BatchNormalization(scale=False)(net)
     net = tf.keras.layers.ReLU()(net)
-    return _classifier(fingerprint, net, model_settings)
+    return _classifier(fingerprint, net, label_count)

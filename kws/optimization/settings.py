@@ -12,8 +12,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from kws import cli, features, tf_env
-from kws.data import speech_commands
+from kws import cli, features, tf_env, vocabulary
 from kws.export import calibration
 from kws.models import registry
 from kws.optimization.stages import Technique
@@ -24,21 +23,24 @@ tf = tf_env.import_tensorflow()
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """The model of the flags: its architecture, its size and the settings it is built for."""
+    """The model of the flags: its architecture, its size, the settings it is built for and
+    its label count."""
 
     architecture: str
     size_info: Optional[Tuple[int, ...]]  # None: the architecture's default size
     model_settings: features.ModelSettings
+    label_count: int
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace) -> "ModelSpec":
         size_info = None if args.model_size_info is None else tuple(args.model_size_info)
-        return cls(args.model_architecture, size_info,
-                   speech_commands.model_settings_from_flags(args))
+        return cls(args.model_architecture, size_info, features.settings_from_flags(args),
+                   len(vocabulary.words_list_from_flags(args)))
 
     def build(self) -> tf.keras.Model:
         """A freshly built plain model."""
-        return registry.create_model(self.model_settings, self.architecture, self.size_info)
+        return registry.create_model(self.model_settings, self.architecture, self.size_info,
+                                     label_count=self.label_count)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,10 +15,10 @@ UTF-8 JSON:
                "features_per_frame": 10 (fingerprint)},
      "threshold": 0.8}  (wake-word models only)
 
-"model_settings" is every field of features.ModelSettings but label_count
-(dataclasses.asdict), so a field added there is carried without a change
-here; a reader takes the fields it knows, and a field the file lacks takes
-its default.
+"model_settings" is every field of features.ModelSettings (dataclasses.asdict),
+so a field added there is carried without a change here; a reader takes the
+fields it knows (older files also carry label_count, which is not one of them),
+and a field the file lacks takes its default.
 
 add_metadata keeps every byte of the model: the new root table and the new
 vectors of buffers and metadata are written in front of the old flatbuffer and
@@ -65,7 +65,6 @@ def describe(model_settings: features.ModelSettings, labels: Sequence[str],
     (audio: the raw-audio input type; stream: a stream_model.StreamingModel) and, for a
     wake-word model, its detection threshold."""
     settings = dataclasses.asdict(model_settings)
-    settings.pop("label_count")
     streaming = stream is not None
     if audio:
         per_call = {"samples_per_call": stream.samples_per_call if streaming
@@ -221,14 +220,13 @@ def read_metadata(content: bytes, name: str = METADATA_NAME) -> Optional[dict]:
 
 def file_values(payload: dict) -> Dict[str, object]:
     """The flag values (by dest) that a payload sets: each field of features.ModelSettings
-    but label_count (its default when the file lacks it; fields unknown here are ignored),
+    (its default when the file lacks it; fields unknown here, such as an older file's
+    label_count, are ignored),
     --wanted_words from labels of the form _silence_, _unknown_, words..., and
     --detection_threshold from a threshold."""
     settings = payload.get("model_settings") or {}
     values: Dict[str, object] = {}
     for field in dataclasses.fields(features.ModelSettings):
-        if field.name == "label_count":
-            continue
         if field.name in settings:
             values[field.name] = settings[field.name]
         elif field.default is not dataclasses.MISSING:

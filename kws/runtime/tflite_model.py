@@ -69,7 +69,7 @@ def fingerprint_hint(input_size: int, args: argparse.Namespace,
         if input_size % dct or (wanted_dct is not None and dct != wanted_dct):
             continue
         try:
-            settings = features.prepare_model_settings(1, args.sample_rate, args.clip_duration_ms,
+            settings = features.prepare_model_settings(args.sample_rate, args.clip_duration_ms,
                                                      window, stride, dct)
         except UsageError:
             continue
@@ -85,7 +85,7 @@ def fingerprint_hint(input_size: int, args: argparse.Namespace,
         return (f"no window size, stride and coefficient count at --sample_rate {args.sample_rate} "
                 f"and --clip_duration_ms {args.clip_duration_ms} make {input_size} values")
     candidate = best[1]
-    settings = features.prepare_model_settings(1, args.sample_rate, args.clip_duration_ms,
+    settings = features.prepare_model_settings(args.sample_rate, args.clip_duration_ms,
                                              candidate["window_size_ms"],
                                              candidate["window_stride_ms"],
                                              candidate["dct_coefficient_count"])

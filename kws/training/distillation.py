@@ -95,12 +95,14 @@ def teacher_flags(text: str, student: argparse.Namespace, flag: str = "--teacher
 
 
 def teachers_from_flags(args: argparse.Namespace, label_count: int) -> List[Teacher]:
-    """The --teacher models, built and loaded, each with its fingerprint settings."""
+    """The --teacher models for label_count labels, built and loaded, each with its
+    fingerprint settings."""
     teachers = []
     for text in args.teacher:
         flags = teacher_flags(text, args)
-        settings = features.settings_from_flags(flags, label_count)
-        model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
+        settings = features.settings_from_flags(flags)
+        model = registry.create_model(settings, flags.model_architecture, flags.model_size_info,
+                                      label_count=label_count)
         prefix = checkpoints.load_weights(model, flags.checkpoint)
         model.trainable = False
         teachers.append(Teacher(model, settings, prefix))

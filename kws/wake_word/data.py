@@ -217,8 +217,8 @@ def detector_settings(content: bytes) -> Tuple[features.ModelSettings, List[str]
     payload = metadata.read_metadata(content) or {}
     labels = list(payload.get("labels") or [])
     values = metadata.file_values(payload)
-    fields = [field.name for field in dataclasses.fields(features.ModelSettings)][1:]
-    return features.prepare_model_settings(len(labels), *(values[name] for name in fields)), labels
+    fields = [field.name for field in dataclasses.fields(features.ModelSettings)]
+    return features.prepare_model_settings(*(values[name] for name in fields)), labels
 
 
 def detector_scores(tflite_path: str, audio: np.ndarray) -> detection.StreamScores:

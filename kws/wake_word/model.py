@@ -51,6 +51,11 @@ class Backbone:
     checkpoint: str
 
     @property
+    def label_count(self) -> int:
+        """The width of its softmax: the labels it was trained on."""
+        return int(self.model.output_shape[-1])
+
+    @property
     def embedding(self) -> tf.keras.Model:
         """The model up to its embedding: the input of its last layer."""
         return tf.keras.Model(self.model.inputs, self.model.layers[-1].input)
@@ -71,15 +76,16 @@ def label_count(checkpoint: str, model: tf.keras.Model) -> int:
 def load_backbone(text: str, feature_defaults) -> Backbone:
     """The backbone of a --backbone value, its weights loaded and frozen."""
     flags = distillation.teacher_flags(text, feature_defaults, "--backbone")
-    placeholder = features.settings_from_flags(flags, PLACEHOLDER_LABELS)
-    built = registry.create_model(placeholder, flags.model_architecture, flags.model_size_info)
+    settings = features.settings_from_flags(flags)
+    built = registry.create_model(settings, flags.model_architecture, flags.model_size_info,
+                                  label_count=PLACEHOLDER_LABELS)
     try:
         prefix = checkpoints.resolve_checkpoint(flags.checkpoint)
     except UsageError as error:
         raise UsageError(f"--backbone {flags.checkpoint}: {str(error).split(': ', 1)[-1]} (the "
                          "default backbone is trained and published by train_commands.txt, Part 7)")
-    settings = dataclasses.replace(placeholder, label_count=label_count(prefix, built))
-    model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
+    model = registry.create_model(settings, flags.model_architecture, flags.model_size_info,
+                                  label_count=label_count(prefix, built))
     checkpoints.load_weights(model, prefix)
     model.trainable = False
     return Backbone(model, settings, flags.model_architecture, flags.model_size_info, prefix)
@@ -152,7 +158,6 @@ def convert_detector(model: tf.keras.Model, settings: features.ModelSettings, ar
     """The int8 .tflite of a detector (detector(), or one of that architecture trained whole),
     calibrated on clips, streaming where the architecture has a streaming form, with its labels
     and settings as metadata; and a line saying which form it is."""
-    settings = dataclasses.replace(settings, label_count=len(labels))
     try:
         stream = stateful_model.streaming_model(model, settings, architecture)
         form = f"streaming ({stream.frames_per_call} frame(s) per call)"

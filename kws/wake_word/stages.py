@@ -176,7 +176,7 @@ class Run:
         if self._backbone is None:
             self._backbone = _model().load_backbone(self.settings.backbone, _feature_defaults())
             self.say(f"Backbone {self._backbone.checkpoint} ({self._backbone.architecture}, "
-                     f"{self._backbone.settings.label_count} labels)")
+                     f"{self._backbone.label_count} labels)")
         return self._backbone
 
     @property

@@ -5,8 +5,7 @@ from typing import List, Tuple
 
 import pytest
 
-from kws import tf_env, vocabulary
-from kws.data import speech_commands
+from kws import features, tf_env, vocabulary
 from kws.models import registry
 from kws.training import trainer
 
@@ -96,9 +95,10 @@ def test_command_parses_and_builds_its_model(number, argv):
         return  # evaluation or conversion lines: parsing is their check
     trainer.check_schedule(args)
     tf.keras.backend.clear_session()
-    model = registry.create_model(speech_commands.model_settings_from_flags(args),
-                                args.model_architecture, args.model_size_info)
-    assert model.output_shape == (None, len(vocabulary.words_list_from_flags(args)))
+    label_count = len(vocabulary.words_list_from_flags(args))
+    model = registry.create_model(features.settings_from_flags(args), args.model_architecture,
+                                  args.model_size_info, label_count=label_count)
+    assert model.output_shape == (None, label_count)
     published = PUBLISHED_PARAMETERS.get(args.model_architecture)
     if published:
         assert abs(model.count_params() - published) <= 0.1 * published, (

@@ -24,7 +24,8 @@ from conftest import TINY_LOG_MEL_FLAGS, make_speech_commands, tiny_settings
 tf = tf_env.import_tensorflow()
 
 # The published features: 98 frames of 40 log-mel bands (30 ms windows every 10 ms), 12 labels.
-PUBLISHED = features.prepare_model_settings(12, 16000, 1000, 30, 10, 40, features.LOG_MEL)
+PUBLISHED = features.prepare_model_settings(16000, 1000, 30, 10, 40, features.LOG_MEL)
+LABELS = 12
 FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 SOFTMAX_STEP = 1 / 256  # the int8 softmax output's fixed scale
 
@@ -36,7 +37,7 @@ SOFTMAX_STEP = 1 / 256  # the int8 softmax output's fixed scale
 def test_sizes_match_the_paper(base_channels, paper, deployed, macs):
     """The paper counts every trained weight (batch norm's scale and offset too); count_parameters
     leaves out the batch norm that folds into the convolutions, but not the sub-band norm."""
-    model = registry.create_model(PUBLISHED, "bc_resnet", [base_channels])
+    model = registry.create_model(PUBLISHED, "bc_resnet", [base_channels], label_count=LABELS)
     assert sum(weight.shape.num_elements() for weight in model.trainable_weights) == paper
     assert registry.count_parameters(model) == deployed
     assert registry.count_macs(model) == macs
@@ -47,17 +48,18 @@ def test_sizes_match_the_paper(base_channels, paper, deployed, macs):
 
 @pytest.mark.parametrize("bands", [10, 32, 41, 60])
 def test_frequencies_that_do_not_split_into_sub_bands_are_one_line(bands):
-    settings = features.prepare_model_settings(12, 16000, 1000, 30, 10, bands, features.LOG_MEL)
+    settings = features.prepare_model_settings(16000, 1000, 30, 10, bands, features.LOG_MEL)
     with pytest.raises(UsageError, match=f"^--dct_coefficient_count {bands} does not fit "
                                          f"bc_resnet: .*use a multiple of 40") as error:
-        registry.create_model(settings, "bc_resnet", [8])
+        registry.create_model(settings, "bc_resnet", [8], label_count=LABELS)
     assert "\n" not in str(error.value)
 
 
 def test_eighty_bands_build():
-    settings = features.prepare_model_settings(12, 16000, 1000, 30, 10, 80, features.LOG_MEL)
+    settings = features.prepare_model_settings(16000, 1000, 30, 10, 80, features.LOG_MEL)
     assert bc_resnet.stage_frequencies(80) == [40, 20, 10, 10]
-    assert registry.create_model(settings, "bc_resnet", [2]).output_shape == (None, 12)
+    model = registry.create_model(settings, "bc_resnet", [2], label_count=LABELS)
+    assert model.output_shape == (None, LABELS)
 
 
 def sub_bands(values: np.ndarray) -> np.ndarray:
@@ -169,7 +171,7 @@ def test_batch_norm_recalibration_reaches_the_sub_spectral_norm():
     means = np.mean([sub_bands(batch).mean(axis=(0, 1, 3)) for batch in batches], axis=0)
     np.testing.assert_allclose(model.layers[1].norm.moving_mean.numpy().reshape(5, 3), means,
                                atol=1e-5)
-    full = registry.create_model(PUBLISHED, "bc_resnet", [8])
+    full = registry.create_model(PUBLISHED, "bc_resnet", [8], label_count=LABELS)
     norms = [layer for layer in trainer._all_layers(full)
              if isinstance(layer, tf.keras.layers.BatchNormalization)]
     assert len(norms) == 12 + 12 + 4 + 2  # sub-band and f1 norms, transitions, head, classifier
@@ -202,7 +204,7 @@ def test_trains_converts_to_int8_and_runs_on_tflm_as_on_litert(tmp_path, capsys)
                              "FULLY_CONNECTED": 1, "SOFTMAX": 1, "QUANTIZE": 1, "DEQUANTIZE": 1}
     assert report["tflm_arena_bytes"] > report["arena_bytes"] > 0  # TFLM runs it
     paths = [str(path) for word in ("yes", "no", "cat") for path in sorted((data_dir / word).glob("*.wav"))[:2]]
-    inputs = features.Fingerprinter(tiny_settings("bc_resnet", 4))(audio_io.load_clips(paths, 16000, 16000)[0])
+    inputs = features.Fingerprinter(tiny_settings("bc_resnet"))(audio_io.load_clips(paths, 16000, 16000)[0])
     content = output.read_bytes()
     tflm, litert = (tflite_model.TFLiteModel(content=content, runtime=runtime).predict(inputs)
                     for runtime in (tflite_model.TFLM, tflite_model.LITERT_REFERENCE))

@@ -21,12 +21,13 @@ test_py = load_script("test")
 tf = tf_env.import_tensorflow()
 
 MUTANTS = 60
-SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+LABELS = 4
 
 
 def tiny_dnn():
     tf.keras.utils.set_random_seed(0)
-    return registry.create_model(SETTINGS, "dnn", (16, 16))
+    return registry.create_model(SETTINGS, "dnn", (16, 16), label_count=LABELS)
 
 
 def data_file(prefix) -> str:
@@ -45,7 +46,7 @@ def originals(tmp_path_factory):
     dnn = tiny_dnn()
     checkpoints.save_weights_atomically(dnn, str(root / "dnn" / "model.ckpt"))
     tf.keras.utils.set_random_seed(1)
-    cnn = registry.create_model(SETTINGS, "cnn", TINY_SIZE_INFO["cnn"])
+    cnn = registry.create_model(SETTINGS, "cnn", TINY_SIZE_INFO["cnn"], label_count=LABELS)
     checkpoints.save_weights_atomically(cnn, str(root / "cnn" / "model.ckpt"))
     files = {name: (open(str(root / name / "model.ckpt.index"), "rb").read(),
                     open(data_file(root / name / "model.ckpt"), "rb").read())
@@ -172,7 +173,7 @@ def test_every_state_damaged_says_what_to_do(tmp_path):
 
 def test_state_of_another_model_is_one_line(tmp_path):
     save_states(tmp_path, (10,), 0.5)
-    model = registry.create_model(SETTINGS, "dnn", (8,))
+    model = registry.create_model(SETTINGS, "dnn", (8,), label_count=LABELS)
     other = tf.train.Checkpoint(model=model, step=tf.Variable(0, dtype=tf.int64),
                                 best_accuracy=tf.Variable(-1.0, dtype=tf.float64))
     with pytest.raises(UsageError, match="holds another model than these flags make"):

@@ -46,12 +46,13 @@ MODES = [
 UNSUPPORTED = {}
 
 LABELS = 4  # _silence_, _unknown_, yes, no
-SETTINGS = features.prepare_model_settings(LABELS, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
 
 
 def tiny_model(architecture, settings=SETTINGS, seed=0):
     tf.keras.utils.set_random_seed(seed)
-    return registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture))
+    return registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture),
+                                 label_count=LABELS)
 
 
 def fingerprints(count, settings=SETTINGS, seed=0):
@@ -73,13 +74,14 @@ def short_settings(architecture):
     """The shortest clip (fewest frames) the tiny model builds for: recurrent models
     are unrolled over the frames, and fewer frames convert much faster."""
     for duration_ms in (200, 400):
-        settings = tiny_settings(architecture, LABELS, duration_ms)
+        settings = tiny_settings(architecture, duration_ms)
         try:
-            registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture))
+            registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture),
+                                  label_count=LABELS)
             return settings
         except UsageError:
             continue
-    return tiny_settings(architecture, LABELS)
+    return tiny_settings(architecture)
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +151,10 @@ def test_report_counts_match_the_keras_model(architecture):
 
 
 def test_peak_memory_of_a_tiny_dnn_equals_the_hand_computed_value():
-    settings = features.prepare_model_settings(4, 16000, 1000, 40, 40, 10)  # 25 x 10 = 250 inputs
+    settings = features.prepare_model_settings(16000, 1000, 40, 40, 10)  # 25 x 10 = 250 inputs
     tf.keras.utils.set_random_seed(0)
-    model = registry.create_model(settings, "dnn", (16, 16))  # 250 -> 16 -> 16 -> 4
+    # 250 -> 16 -> 16 -> 4
+    model = registry.create_model(settings, "dnn", (16, 16), label_count=LABELS)
     n = settings.fingerprint_size
     representative = fingerprints(8, settings)
 
@@ -245,7 +248,7 @@ def test_failing_op_reads_converter_and_interpreter_messages():
 def saturated_lstm():
     """A tiny basic_lstm whose large weights drive the gates and cell state far into
     saturation, and calibration fingerprints for it."""
-    settings = features.prepare_model_settings(LABELS, 16000, 200, 40, 20, 10)
+    settings = features.prepare_model_settings(16000, 200, 40, 20, 10)
     model = tiny_model("basic_lstm", settings)
     model.set_weights([weight * 20 for weight in model.get_weights()])
     return model, fingerprints(16, settings)
@@ -344,8 +347,8 @@ def trained(tmp_path_factory):
         (test_dir / label).mkdir(parents=True)
         for path in sorted((data_dir / source).glob("*.wav"))[:3]:
             shutil.copy(path, test_dir / label / path.name)
-    settings = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)
-    model = registry.create_model(settings, "dnn", (16, 16))
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
+    model = registry.create_model(settings, "dnn", (16, 16), label_count=LABELS)
     fingerprinter = features.Fingerprinter(settings)
     paths = sorted(data_dir.glob("*/*.wav"))
     paths = [path for path in paths if path.parent.name != "_background_noise_"]

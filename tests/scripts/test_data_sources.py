@@ -60,7 +60,7 @@ def test_load_evaluation_folder_reads_compressed_clips(tmp_path):
 
 
 def processor_settings():
-    return features.prepare_model_settings(len(WANTED) + 2, SAMPLE_RATE, 1000, 40, 20, 10)
+    return features.prepare_model_settings(SAMPLE_RATE, 1000, 40, 20, 10)
 
 
 def test_decoded_clips_are_cached_and_a_changed_file_decodes_again(tmp_path, capsys):
@@ -131,8 +131,8 @@ def everything_in_testing(tmp_path):
 
 
 def tiny_dnn_tflite(tmp_path) -> str:
-    settings = features.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 10)
-    model = registry.create_model(settings, "dnn", (8,))
+    settings = features.prepare_model_settings(SAMPLE_RATE, 1000, 40, 20, 10)
+    model = registry.create_model(settings, "dnn", (8,), label_count=4)
     path = str(tmp_path / "dnn.tflite")
     cli.write_atomically(path, quantization.to_tflite(model, FLOAT32, None))
     return path
@@ -152,9 +152,10 @@ def test_test_tflite_skips_an_empty_partition(tmp_path, capsys):
 def test_test_py_with_both_partitions_empty_is_a_usage_error(tmp_path):
     data = make_speech_commands(tmp_path / "data", words=("yes", "no"), unknown_words=("cat",),
                                 speakers=fake_speakers((4, 0, 0)))
-    settings = features.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(SAMPLE_RATE, 1000, 40, 20, 10)
     checkpoint = str(tmp_path / "ckpt" / "dnn")
-    checkpoints.save_weights_atomically(registry.create_model(settings, "dnn", (8,)), checkpoint)
+    checkpoints.save_weights_atomically(registry.create_model(settings, "dnn", (8,), label_count=4),
+                                        checkpoint)
     args = test_py.build_parser().parse_args(
         ["--model_architecture", "dnn", "--model_size_info", "8", "--checkpoint", checkpoint,
          "--data_dir", str(data), "--data_url", "", "--wanted_words", "yes,no"] + TINY_FEATURE_FLAGS)

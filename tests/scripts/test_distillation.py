@@ -39,8 +39,7 @@ def test_teacher_flags_take_the_students_fingerprint_flags_unless_given():
 
 def test_a_teacher_with_other_coefficients_shares_the_students_spectra(data_dir):
     audio = processor(data_dir)
-    student = audio.model_settings
-    teacher = features.prepare_model_settings(student.label_count, 16000, 1000, 40, 20, 13)
+    teacher = features.prepare_model_settings(16000, 1000, 40, 20, 13)
     (x_student, x_teacher), labels = next(iter(audio.training_dataset(8, teachers=[teacher])))
     assert x_teacher.shape == (8, teacher.fingerprint_size)
     # the first 10 of 13 MFCCs are the 10 MFCCs: the same audio, the teacher's own features
@@ -65,7 +64,7 @@ def test_a_teacher_framed_like_the_student_shares_its_fingerprints_but_not_its_m
 
 def test_a_teacher_with_other_frames_gets_its_own_fingerprints_of_the_same_audio(data_dir, capsys):
     audio = processor(data_dir, seed=3)
-    teacher = features.prepare_model_settings(audio.model_settings.label_count, 16000, 1000, 40, 40, 10)
+    teacher = features.prepare_model_settings(16000, 1000, 40, 40, 10)
     (x_student, x_teacher), _ = next(iter(audio.training_dataset(8, start_step=2, teachers=[teacher])))
     assert "a teacher frames the audio differently" in capsys.readouterr().out
     clips, _ = next(audio.training_batches(8, start_step=2))
@@ -81,10 +80,9 @@ def test_a_student_learns_its_teachers_soft_targets(tmp_path):
     data = make_speech_commands(tmp_path / "data", background=False)
     flags = ["--data_url", "", "--data_dir", str(data), "--wanted_words", "yes,no,up", *TINY_FEATURE_FLAGS]
     settings_args = train.build_parser().parse_args(flags)
-    from kws.data import speech_commands
-    settings = speech_commands.model_settings_from_flags(settings_args)
+    settings = features.settings_from_flags(settings_args)
     tf.keras.utils.set_random_seed(7)
-    teacher = registry.create_model(settings, "dnn", [16])
+    teacher = registry.create_model(settings, "dnn", [16], label_count=5)
     for weight in teacher.trainable_weights:  # a confident mapping that has nothing to do with the labels
         weight.assign(weight * 4.0)
     prefix = str(tmp_path / "teacher" / "dnn.ckpt")
@@ -98,7 +96,7 @@ def test_a_student_learns_its_teachers_soft_targets(tmp_path):
         "--batch_size", "16", "--eval_step_interval", "400", "--train_dir", str(tmp_path / "train"),
         "--summaries_dir", ""])
     train.main(args)
-    student = registry.create_model(settings, "dnn", [32, 32])
+    student = registry.create_model(settings, "dnn", [32, 32], label_count=5)
     checkpoints.load_weights(student, str(tmp_path / "train" / "best"))
     audio = processor(data, model_settings=settings, silence_percentage=0, unknown_percentage=0)
     inputs, labels = audio.fingerprints("training")

@@ -40,7 +40,7 @@ from conftest import ROOT, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_comma
 tf = tf_env.import_tensorflow()
 
 WORDS = "yes,no,up"
-SETTINGS = features.prepare_model_settings(5, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
 FLOAT_TOLERANCE = 1e-5
 FLOAT16_TOLERANCE = 1e-3
 INT8_TOLERANCE = 10 / 256
@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
     clips, _, _ = audio_io.load_clips([str(path) for path in paths], 16000, 16000)
     labels = np.array([{"yes": 2, "no": 3, "up": 4}.get(path.parent.name, 1) for path in paths])
     tf.keras.utils.set_random_seed(0)
-    model = registry.create_model(SETTINGS, "ds_cnn", TINY_SIZE_INFO["ds_cnn"])
+    model = registry.create_model(SETTINGS, "ds_cnn", TINY_SIZE_INFO["ds_cnn"], label_count=5)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(features.Fingerprinter(SETTINGS)(clips), labels, epochs=30, verbose=0)
     checkpoint = str(root / "ckpt" / "ds_cnn")
@@ -188,7 +188,7 @@ def test_clips_as_reads_int16_and_float_at_one_scale():
 
 def test_partition_clips_are_what_the_partition_fingerprints_are_computed_from(trained):
     args = convert.build_parser().parse_args(trained["base"] + ["--data_dir", trained["data_dir"]])
-    data = speech_commands.DataSource(args, speech_commands.model_settings_from_flags(args))
+    data = speech_commands.DataSource(args, features.settings_from_flags(args))
     clips, labels = data.processor.clips("testing")
     fingerprints, expected_labels = data.processor.fingerprints("testing")
     assert clips.dtype == np.int16 and np.array_equal(labels, expected_labels)
@@ -276,6 +276,6 @@ def test_tflm_cannot_run_it_and_says_which_op(converted):
 def test_wrong_clip_length_names_both_inputs(trained, converted):
     model = TFLiteModel(content=converted(FLOAT32)[1])
     args = convert.build_parser().parse_args(trained["base"] + ["--clip_duration_ms", "900"])
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     with pytest.raises(UsageError, match=r"nor clips of 14400 samples \(a raw-audio model\)"):
         model.check_settings(settings, args)

@@ -121,6 +121,13 @@ def test_unknown_fields_are_ignored_and_missing_ones_take_their_defaults(monkeyp
     assert model_metadata.file_values(payload(model_settings=settings))["future_field"] == "fancy"
 
 
+def test_the_label_count_of_an_older_file_is_ignored():
+    """Files written while ModelSettings held the label count may carry it: it sets nothing."""
+    older = dict(payload()["model_settings"], label_count=len(LABELS))
+    values = model_metadata.file_values(payload(model_settings=older))
+    assert values == model_metadata.file_values(payload()) and "label_count" not in values
+
+
 def test_not_a_model_and_damaged_metadata(tmp_path):
     assert model_metadata.read_metadata(b"not a flatbuffer") is None
     content = open(ROOT / "Pretrained_models" / "DS_CNN" / "DS_CNN_S" / "ds_cnn_s_quantized.tflite",

@@ -16,8 +16,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import optimize
-from kws import cli
-from kws.data import speech_commands
+from kws import cli, features, vocabulary
 from kws.models import registry
 from kws.optimization import report
 from kws.optimization import stages as optimization_stages
@@ -49,8 +48,9 @@ def parse(*flags) -> argparse.Namespace:
 
 def model_of(architecture_flags) -> tf.keras.Model:
     args = parse(*architecture_flags, *FEATURES, "--wanted_words", "yes,no,up", "--checkpoint", "-")
-    return registry.create_model(speech_commands.model_settings_from_flags(args), args.model_architecture,
-                               args.model_size_info)
+    return registry.create_model(features.settings_from_flags(args), args.model_architecture,
+                                 args.model_size_info,
+                                 label_count=len(vocabulary.words_list_from_flags(args)))
 
 
 @pytest.fixture(scope="module")

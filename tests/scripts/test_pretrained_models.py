@@ -62,8 +62,9 @@ def test_every_model_the_issue_names_is_packaged_and_in_the_table():
 
 @pytest.mark.parametrize("args", PACKAGED, ids=IDS)
 def test_checkpoint_loads_with_the_plain_flags_and_fits_its_tflite(args):
-    settings = speech_commands.model_settings_from_flags(args)
-    model = registry.create_model(settings, args.model_architecture, args.model_size_info)
+    settings = features.settings_from_flags(args)
+    model = registry.create_model(settings, args.model_architecture, args.model_size_info,
+                                  label_count=len(vocabulary.words_list_from_flags(args)))
     checkpoints.load_weights(model, str(ROOT / args.checkpoint))
     tflite = tflite_model.TFLiteModel(str(ROOT / args.output_file))
     assert tflite.input_shape[-1] == settings.fingerprint_size
@@ -75,7 +76,7 @@ def test_checkpoint_loads_with_the_plain_flags_and_fits_its_tflite(args):
 def test_int8_file_carries_the_labels_and_settings_it_was_made_with(args):
     """The metadata that lets the deployment tools run each file without flags."""
     metadata = model_metadata.read_metadata((ROOT / args.output_file).read_bytes())
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     assert metadata["labels"] == vocabulary.words_list_from_flags(args)
     values = model_metadata.file_values(metadata)
     for field in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms",
@@ -89,7 +90,7 @@ def test_int8_file_carries_the_labels_and_settings_it_was_made_with(args):
 @pytest.mark.skipif(not DEV_DIR.is_dir(), reason=f"needs the real test folder {DEV_DIR} (../shared)")
 @pytest.mark.parametrize("args", PACKAGED, ids=IDS)
 def test_int8_accuracy_on_real_speech_is_what_the_readme_states(args):
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     words = vocabulary.prepare_words_list(vocabulary.wanted_words_from_flags(args))
     clips, labels, _ = speech_commands.load_evaluation_folder(str(DEV_DIR), words, settings)
     fingerprints = features.Fingerprinter(settings)(clips)
@@ -107,7 +108,7 @@ def test_int8_file_runs_on_tflm_as_on_litert_with_the_arena_its_report_states(ar
     output steps for DNN_S, 0 for DS_CNN_S and inception; the top label differed once, for
     Basic_LSTM_S. BENCHMARKS.md has the accuracy on real speech in both runtimes."""
     path = ROOT / args.output_file
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     rng = np.random.default_rng(0)
     fingerprints = rng.normal(-5, 12, (64, settings.fingerprint_size)).astype(np.float32)
     reference = tflite_model.TFLiteModel(str(path), runtime=tflite_model.LITERT_REFERENCE)

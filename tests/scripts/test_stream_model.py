@@ -30,7 +30,8 @@ REFUSED = {"single_fc": "reads the whole flattened fingerprint",
            "mobilenet": "pads SAME along time", "mobilenet_v2": "pads SAME along time",
            "inception": "pads SAME along time", "inception_resnet": "pads SAME along time",
            "xception": "pads SAME along time", "bc_resnet": "pads SAME along time"}
-SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # 49 frames
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # 49 frames
+LABELS = 4
 FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 INT8 = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
 FLOAT_TOLERANCE = 1e-5
@@ -41,7 +42,8 @@ INT8_TOLERANCE, INT8_MEAN_TOLERANCE = 0.2, 0.03
 
 def tiny_model(architecture, settings=SETTINGS, seed=0, size_info=None):
     tf.keras.utils.set_random_seed(seed)
-    return registry.create_model(settings, architecture, size_info or TINY_SIZE_INFO[architecture])
+    return registry.create_model(settings, architecture, size_info or TINY_SIZE_INFO[architecture],
+                                 label_count=LABELS)
 
 
 def fingerprints(count, settings=SETTINGS, seed=0):
@@ -60,8 +62,7 @@ def fingerprints(count, settings=SETTINGS, seed=0):
 @pytest.mark.parametrize("architecture", STREAMABLE + ("mobilenet",))
 @pytest.mark.parametrize("window_size_ms, window_stride_ms", [(40, 20), (30, 10)])
 def test_streamed_clip_scores_equal_the_model(architecture, window_size_ms, window_stride_ms):
-    settings = features.prepare_model_settings(4, 16000, 1000, window_size_ms,
-                                               window_stride_ms, 10)
+    settings = features.prepare_model_settings(16000, 1000, window_size_ms, window_stride_ms, 10)
     model = tiny_model(architecture, settings)
     streaming_model = stateful_model.streaming_model(model, settings, architecture)
     inputs = fingerprints(3, settings)
@@ -86,7 +87,7 @@ def test_architectures_that_cannot_stream_say_why_in_one_line(architecture):
     with pytest.raises(UsageError) as error:
         size_info = registry.MODELS[architecture].default_size_info if architecture == "mobilenet" \
             else None
-        settings = tiny_settings(architecture, SETTINGS.label_count)
+        settings = tiny_settings(architecture)
         model = tiny_model(architecture, settings, size_info=size_info)
         stateful_model.streaming_model(model, settings, architecture)
     message = str(error.value)
@@ -144,7 +145,7 @@ def test_recording_scores_match_the_windows(converted, architecture, every_windo
     model, contents = converted(architecture)
     runner = tflite_model.TFLiteModel(content=contents["float"]).stream
     s = SETTINGS
-    frames = fingerprints(1, features.prepare_model_settings(4, 16000, 3000, 40, 20, 10))
+    frames = fingerprints(1, features.prepare_model_settings(16000, 3000, 40, 20, 10))
     frames = frames.reshape(-1, s.dct_coefficient_count)
     scores, starts = runner.recording_scores(frames, s)
     first = starts // s.window_stride_samples
@@ -157,7 +158,7 @@ def test_recording_scores_match_the_windows(converted, architecture, every_windo
 
 def test_settings_that_contradict_the_model_are_one_clear_line(converted):
     tflite = tflite_model.TFLiteModel(content=converted("svdf")[1]["float"])
-    other = features.prepare_model_settings(4, 16000, 1000, 30, 10, 10)
+    other = features.prepare_model_settings(16000, 1000, 30, 10, 10)
     with pytest.raises(UsageError, match="streaming model of clips of 49 frames x 10"):
         tflite.check_settings(other, None)
 
@@ -225,7 +226,7 @@ def test_convert_streaming_then_detect_on_a_recording(svdf_checkpoint, tmp_path)
 
 
 def test_stateful_scores_run_one_call_per_stride(svdf_checkpoint, tmp_path):
-    settings = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
     streaming_model = stateful_model.streaming_model(svdf_checkpoint["model"], settings, "svdf")
     tflite = tflite_model.TFLiteModel(content=quantization.to_tflite(streaming_model,
                                                                          FLOAT32))
@@ -244,7 +245,7 @@ def test_convert_refuses_an_architecture_that_cannot_stream(tmp_path):
     args = convert.build_parser().parse_args(
         ["--streaming", "--model_architecture", "ds_cnn", "--no-quantize", "--data_url", "",
          "--checkpoint", str(tmp_path / "none")] + TINY_FEATURE_FLAGS)
-    model = registry.create_model(features.prepare_model_settings(12, 16000, 1000, 40, 20, 10),
-                                "ds_cnn")
+    model = registry.create_model(features.prepare_model_settings(16000, 1000, 40, 20, 10),
+                                  "ds_cnn", label_count=12)
     with pytest.raises(UsageError, match="^ds_cnn cannot stream: .* pads SAME along time"):
         stateful_model.from_flags(args, model, SETTINGS)

@@ -28,7 +28,7 @@ DEFAULTS = detector.DetectionSettings(30.0, 500.0, 0.7, 1500.0)
 
 @pytest.mark.parametrize("window_stride_ms, phases", [(10, 1), (20, 2), (40, 4)])
 def test_window_fingerprints_equal_those_of_the_clips(window_stride_ms, phases):
-    settings = features.prepare_model_settings(12, 16000, 1000, 40, window_stride_ms, 10)
+    settings = features.prepare_model_settings(16000, 1000, 40, window_stride_ms, 10)
     audio = np.random.default_rng(0).integers(-8000, 8000, 16000 * 3).astype(np.int16)
     windows = detector.SlidingWindows(audio, settings, stride_samples=480)  # every 30 ms
     assert len(windows) == 1 + (len(audio) - 16000) // 480 and windows.phases == phases
@@ -43,7 +43,7 @@ def test_window_fingerprints_equal_those_of_the_clips(window_stride_ms, phases):
 # Frames as long as their stride and as the clip stride (30 ms), and markers on that grid:
 # every window's first frame is all marker noise or all silence. The stub scorer gives the
 # label whose marker level is nearest to the energy (c0) of a window's first frame.
-MARK_SETTINGS = features.prepare_model_settings(4, 16000, 1000, 30, 30, 10)
+MARK_SETTINGS = features.prepare_model_settings(16000, 1000, 30, 30, 10)
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 LEVELS = {"_unknown_": 0.01, "yes": 0.05, "no": 0.5}  # amplitude of each marker's noise
 DURATION_MS = 20000
@@ -252,7 +252,7 @@ def test_pretrained_ds_cnn_on_a_minute_of_real_speech(shared_dir, tmp_path):
                                       recordings.mixing_from_flags(args))
     from kws.runtime import tflite_model
     scorer = tflite_model.TFLiteModel(str(DS_CNN_S)).predict
-    settings = features.prepare_model_settings(12, 16000, 1000, 40, 20, 10)
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
     labels = ["_silence_", "_unknown_"] + "yes,no,up,down,left,right,on,off,stop,go".split(",")
     stream = detector.stream_scores(audio, settings, scorer, labels, DEFAULTS)
     figures = detector.match(stream.detections(0.7, 1500), truth, 750, 60, 1000).figures()

@@ -24,12 +24,12 @@ tf = tf_env.import_tensorflow()
 
 FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 
-SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
 
 
 def tiny_dnn(settings=SETTINGS):
     tf.keras.utils.set_random_seed(0)
-    return registry.create_model(settings, "dnn", (16, 16))
+    return registry.create_model(settings, "dnn", (16, 16), label_count=4)
 
 
 def fingerprints(count, size=SETTINGS.fingerprint_size, seed=0):
@@ -62,7 +62,7 @@ def dnn_files(tmp_path_factory):
 def test_mismatched_input_says_which_settings_fit(dnn_files):
     model = tflite_model.TFLiteModel(dnn_files["float"])  # 49 x 10 = 490 inputs
     args = parse(["--tflite_path", dnn_files["float"]])  # defaults: 98 x 40 = 3920
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     with pytest.raises(UsageError) as error:
         model.check_settings(settings, args)
     message = str(error.value)
@@ -82,7 +82,7 @@ def test_hint_for_a_dnn_input_of_250():
 def test_wrong_label_count_is_a_clear_error(dnn_files):
     model = tflite_model.TFLiteModel(dnn_files["float"])
     args = parse(["--tflite_path", dnn_files["float"]] + TINY_FEATURE_FLAGS)
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     with pytest.raises(UsageError, match="gives 4 scores, but the labels are 12"):
         model.check_settings(settings, args, ["x"] * 12)
 
@@ -277,7 +277,7 @@ def dev_fingerprints():
         args = parse(["--tflite_path", "x", "--test_dir", str(DEV_SET), "--data_url", "",
                       "--window_size_ms", "40", "--window_stride_ms", stride,
                       "--dct_coefficient_count", "10"])
-        settings = speech_commands.model_settings_from_flags(args)
+        settings = features.settings_from_flags(args)
         sets[stride] = evaluation.test_sets(args, speech_commands.DataSource(args, settings))[str(DEV_SET)]
     return sets
 

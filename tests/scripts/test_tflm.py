@@ -22,7 +22,8 @@ tf = tf_env.import_tensorflow()
 INT8 = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
 INT8_IO = quantization.MODES[(quantization.FULL_INTEGER, "int8")]
 FLOAT16 = quantization.MODES[(quantization.FLOAT16, "float32")]
-SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
+LABELS = 4
 SHAPE_ARITHMETIC = {"SHAPE", "STRIDED_SLICE", "FILL"}
 SOFTMAX_STEP = 1 / 256  # the int8 softmax output's fixed scale
 
@@ -37,8 +38,9 @@ def fingerprints(count, seed=0, settings=SETTINGS):
 
 def tiny_int8(architecture, mode=INT8):
     tf.keras.utils.set_random_seed(0)
-    settings = tiny_settings(architecture, SETTINGS.label_count)
-    model = registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture))
+    settings = tiny_settings(architecture)
+    model = registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture),
+                                  label_count=LABELS)
     return quantization.to_tflite(model, mode, fingerprints(16, settings=settings))
 
 
@@ -57,7 +59,7 @@ def test_int8_model_is_batch_one_and_runs_on_tflm_as_on_litert(architecture):
     report = tflite_report.analyze(content)
     assert report["input"][0]["shape"][0] == 1
     assert not SHAPE_ARITHMETIC & set(report["ops"]), report["ops"]
-    inputs = fingerprints(6, seed=1, settings=tiny_settings(architecture, SETTINGS.label_count))
+    inputs = fingerprints(6, seed=1, settings=tiny_settings(architecture))
     tflm = scores(content, tflite_model.TFLM, inputs)
     assert np.abs(tflm - scores(content, tflite_model.LITERT_REFERENCE, inputs)).max() <= \
         3 * SOFTMAX_STEP + 1e-6

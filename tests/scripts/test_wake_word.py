@@ -186,15 +186,15 @@ def test_near_misses_sound_alike_and_are_no_homophones():
 
 def test_a_backbone_that_can_stream_makes_a_streaming_detector():
     import argparse
-    import dataclasses
 
     from kws import features
     from kws.models import registry
     from kws.runtime import tflite_model
     from kws.wake_word import model as wake_word_model
-    settings = features.prepare_model_settings(5, 16000, 1000, 40, 20, 10)
-    backbone = wake_word_model.Backbone(registry.create_model(settings, "gru", [2, 4]), settings,
-                                        "gru", [2, 4], "untrained")
+    settings = features.prepare_model_settings(16000, 1000, 40, 20, 10)
+    backbone = wake_word_model.Backbone(
+        registry.create_model(settings, "gru", [2, 4], label_count=5), settings, "gru", [2, 4],
+        "untrained")
     head = wake_word_model.head_model(backbone.embedding.output_shape[-1], 8, 0)
     detector = wake_word_model.detector(backbone, head)
     clips = np.random.default_rng(0).normal(0, 3000, (20, 16000)).astype(np.int16)
@@ -203,7 +203,7 @@ def test_a_backbone_that_can_stream_makes_a_streaming_detector():
     assert form == "streaming (1 frame(s) per call)"
     assert metadata.read_metadata(content)["input"]["streaming"]
     model = tflite_model.TFLiteModel(content=content)
-    model.check_settings(dataclasses.replace(settings, label_count=3), argparse.Namespace(), labels)
+    model.check_settings(settings, argparse.Namespace(), labels)
     fingerprints = features.Fingerprinter(settings)(clips[:3])
     np.testing.assert_allclose(model.predict(fingerprints),
                                wake_word_model.predict(detector, fingerprints), atol=0.05)

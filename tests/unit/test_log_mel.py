@@ -13,7 +13,7 @@ from conftest import SAMPLE_RATE
 
 tf = tf_env.import_tensorflow()
 
-BC_RESNET = features.prepare_model_settings(12, SAMPLE_RATE, 1000, 30, 10, 40, features.LOG_MEL)
+BC_RESNET = features.prepare_model_settings(SAMPLE_RATE, 1000, 30, 10, 40, features.LOG_MEL)
 FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 
 
@@ -32,11 +32,11 @@ def clips(count: int = 5) -> np.ndarray:
 def parse(argv):
     parser = cli.make_parser("test")
     features.add_feature_flags(parser)
-    return features.settings_from_flags(parser.parse_args(argv), 12)
+    return features.settings_from_flags(parser.parse_args(argv))
 
 
 def test_flags_default_to_the_mfcc_of_existing_models():
-    assert parse([]) == features.ModelSettings(12, SAMPLE_RATE, 1000, 30.0, 10.0, 40)
+    assert parse([]) == features.ModelSettings(SAMPLE_RATE, 1000, 30.0, 10.0, 40)
     assert parse([]).preprocess == features.MFCC
     assert parse(["--dct_coefficient_count", "10"]) == parse(["--feature_bin_count", "10"])
     assert parse(["--preprocess", "log_mel", "--feature_bin_count", "40"]) == BC_RESNET
@@ -44,11 +44,11 @@ def test_flags_default_to_the_mfcc_of_existing_models():
 
 def test_an_unknown_preprocess_is_one_line():
     with pytest.raises(UsageError, match="^--preprocess average: expected one of mfcc, log_mel$"):
-        features.prepare_model_settings(12, SAMPLE_RATE, 1000, 30, 10, 40, "average")
+        features.prepare_model_settings(SAMPLE_RATE, 1000, 30, 10, 40, "average")
 
 
 def test_log_mel_filterbank_is_the_ops_construction_up_to_8_khz():
-    mfcc = features.prepare_model_settings(12, SAMPLE_RATE, 1000, 30, 10, 13)
+    mfcc = features.prepare_model_settings(SAMPLE_RATE, 1000, 30, 10, 13)
     assert np.array_equal(features.mel_weight_matrix(mfcc),
                           features.mel_weight_matrix(mfcc, 40, 4000.0))
     assert features.spectrum_bins(mfcc) == 128  # below 4 kHz (bin 128), at 31.25 Hz per bin
@@ -59,14 +59,14 @@ def test_log_mel_filterbank_is_the_ops_construction_up_to_8_khz():
     assert np.all(mel.max(axis=0) > 0.3)  # every band reads some bin
     inside = mel[mel[:, 0].argmax() + 1:mel[:, -1].argmax()]  # between the first and last peaks
     np.testing.assert_allclose(inside.sum(axis=1), 1.0, atol=1e-12)  # triangles overlap in pairs
-    narrow = features.prepare_model_settings(12, 8000, 1000, 30, 10, 20, features.LOG_MEL)
+    narrow = features.prepare_model_settings(8000, 1000, 30, 10, 20, features.LOG_MEL)
     assert features.spectrum_bins(narrow) <= narrow.fft_length // 2 + 1  # Nyquist at 4 kHz
 
 
 @pytest.mark.parametrize("window_size_ms, window_stride_ms, bands",
                          [(30, 10, 40), (40, 20, 10), (25, 10, 80)])
 def test_numpy_log_mel_equals_the_graph(window_size_ms, window_stride_ms, bands):
-    settings = features.prepare_model_settings(12, SAMPLE_RATE, 1000, window_size_ms,
+    settings = features.prepare_model_settings(SAMPLE_RATE, 1000, window_size_ms,
                                                window_stride_ms, bands, features.LOG_MEL)
     audio = clips()
     numpy_features = features.Fingerprinter(settings)(audio, batch_size=2)
@@ -81,7 +81,7 @@ def test_numpy_log_mel_equals_the_graph(window_size_ms, window_stride_ms, bands)
     assert np.all(np.abs(energies[0] - energies[1]) <= 2e-6 * peak)
     strong = (energies[0] >= 0.01 * peak).reshape(len(audio), -1)
     assert np.abs(numpy_features - graph)[strong].max() <= 1e-5
-    mfcc = features.prepare_model_settings(12, SAMPLE_RATE, 1000, window_size_ms,
+    mfcc = features.prepare_model_settings(SAMPLE_RATE, 1000, window_size_ms,
                                            window_stride_ms, min(bands, 40))
     assert not np.allclose(features.Fingerprinter(mfcc)(audio)[1].reshape(-1, min(bands, 40)),
                            numpy_features[1].reshape(-1, bands)[:, :40])
@@ -98,7 +98,7 @@ def magnitude_frames(audio: np.ndarray, settings: features.ModelSettings) -> np.
 
 @pytest.mark.parametrize("preprocess, count", [(features.MFCC, 10), (features.LOG_MEL, 40)])
 def test_features_from_magnitude_are_the_fingerprints(preprocess, count):
-    settings = features.prepare_model_settings(12, SAMPLE_RATE, 1000, 30, 10, count, preprocess)
+    settings = features.prepare_model_settings(SAMPLE_RATE, 1000, 30, 10, count, preprocess)
     audio = clips()
     expected = features.Fingerprinter(settings)(audio).reshape(len(audio), -1, count)
     magnitude = magnitude_frames(audio, settings)
@@ -120,9 +120,9 @@ def test_the_mfcc_op_reference_refuses_log_mel_in_one_line():
 
 def test_a_raw_audio_model_computes_log_mel():
     """convert.py --include_features: the front end inside the .tflite is the log-mel one."""
-    settings = features.prepare_model_settings(4, SAMPLE_RATE, 1000, 40, 20, 16, features.LOG_MEL)
+    settings = features.prepare_model_settings(SAMPLE_RATE, 1000, 40, 20, 16, features.LOG_MEL)
     tf.keras.utils.set_random_seed(0)
-    model = registry.create_model(settings, "dnn", [8])
+    model = registry.create_model(settings, "dnn", [8], label_count=4)
     content, _ = raw_audio.convert_raw_audio(model, settings, FLOAT32, "int16", None, 0)
     audio = clips()
     expected = model(features.Fingerprinter(settings)(audio), training=False).numpy()

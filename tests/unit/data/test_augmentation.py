@@ -201,7 +201,7 @@ def test_flags_build_the_augmentation(data_dir):
                               "--background_snr_db=-5,15", "--reverb_probability", "0.3",
                               "--gain_db", "3", "--eq_db", "12", "--time_masks", "2",
                               "--time_mask_max", "4"])
-    audio = speech_commands.AudioProcessor.from_flags(args, speech_commands.model_settings_from_flags(args))
+    audio = speech_commands.AudioProcessor.from_flags(args, features.settings_from_flags(args))
     assert audio.augmentation == augmentation.Augmentation(
         resample=0.1, background_snr_db=(-5.0, 15.0), reverb_probability=0.3, gain_db=3,
         eq_db=12, time_masks=2, time_mask_max=4)

@@ -29,7 +29,7 @@ def flags(tmp_path_factory):
 def test_both_sources_are_training_data_and_only_shards_serve_workers(flags):
     argv, root = flags
     args = parse(*argv)
-    settings = speech_commands.model_settings_from_flags(args)
+    settings = features.settings_from_flags(args)
     memory = sources.data_from_flags(args, settings)
     assert isinstance(memory, speech_commands.AudioProcessor)
     shards.write_shards(parse(*argv, "--shards_dir", str(root / "shards"), writing=True), settings)

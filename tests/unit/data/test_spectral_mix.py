@@ -32,7 +32,7 @@ def audio_mix(clips, noises, draws, hop, frames_only_settings):
 @pytest.mark.parametrize("preprocess, window, stride, bins", [("mfcc", 40, 20, 10), ("mfcc", 30, 10, 40),
                                                               ("log_mel", 30, 10, 40)])
 def test_spectral_batches_equal_the_audio_mix(data_dir, preprocess, window, stride, bins):
-    settings = features.prepare_model_settings(12, 16000, 1000, window, stride, bins, preprocess)
+    settings = features.prepare_model_settings(16000, 1000, window, stride, bins, preprocess)
     audio = processor(data_dir, model_settings=settings, silence_percentage=20)
     clips = audio.audio["training"][:12]
     noises = audio.background.noises

@@ -9,14 +9,15 @@ from kws.runtime.tflite_model import TFLiteModel
 
 from conftest import TINY_SIZE_INFO
 
-SETTINGS = features.prepare_model_settings(4, 16000, 1000, 40, 20, 10)
+SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)
+LABELS = 4
 FLOAT32 = quantization.MODES[(quantization.NO_QUANTIZATION, "float32")]
 INT8 = quantization.MODES[(quantization.FULL_INTEGER, "int8")]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return registry.create_model(SETTINGS, "ds_cnn", TINY_SIZE_INFO["ds_cnn"])
+    return registry.create_model(SETTINGS, "ds_cnn", TINY_SIZE_INFO["ds_cnn"], label_count=LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_the_raw_audio_form_takes_clips(model, clips):
 
 
 def test_the_streaming_form_takes_a_stride_and_keeps_states():
-    model = registry.create_model(SETTINGS, "gru", TINY_SIZE_INFO["gru"])
+    model = registry.create_model(SETTINGS, "gru", TINY_SIZE_INFO["gru"], label_count=LABELS)
     stream = stateful_model.streaming_model(model, SETTINGS, "gru")
     content, _ = conversion.convert(model, SETTINGS, FLOAT32, None, 100.0, stream=stream)
     tflite = TFLiteModel(content=content)

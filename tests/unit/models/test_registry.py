@@ -13,9 +13,11 @@ ARM_PRETRAINED = (Path(__file__).resolve().parents[3].parent / "shared" / "refer
                   / "arm_pretrained")
 
 # 9 frames x 4 coefficients, 3 labels: small enough to build every model in well under a second.
-TINY_SETTINGS = features.prepare_model_settings(label_count=3, sample_rate=16000,
-                                              clip_duration_ms=200, window_size_ms=40,
-                                              window_stride_ms=20, dct_coefficient_count=4)
+TINY_SETTINGS = features.prepare_model_settings(sample_rate=16000, clip_duration_ms=200,
+                                                window_size_ms=40, window_stride_ms=20,
+                                                dct_coefficient_count=4)
+TINY_LABELS = 3
+ARM_LABELS = 12  # _silence_, _unknown_ and Arm's ten words
 TINY_SIZES = {
     "single_fc": [],
     "dnn": [8, 6],
@@ -43,9 +45,9 @@ ARM_CHECKPOINTS = [
 
 
 def arm_settings(architecture: str) -> features.ModelSettings:
-    """The features Arm trained with: 49 (DNN: 25) frames of 10 MFCCs, 12 labels."""
+    """The features Arm trained with: 49 (DNN: 25) frames of 10 MFCCs."""
     window_stride_ms = 40 if architecture == "dnn" else 20
-    return features.prepare_model_settings(12, 16000, 1000, 40, window_stride_ms, 10)
+    return features.prepare_model_settings(16000, 1000, 40, window_stride_ms, 10)
 
 
 def model_variables(prefix: str) -> dict:
@@ -56,15 +58,24 @@ def model_variables(prefix: str) -> dict:
 
 @pytest.mark.parametrize("architecture", sorted(TINY_SIZES))
 def test_every_architecture_builds_and_runs_on_any_batch(architecture):
-    model = registry.create_model(TINY_SETTINGS, architecture, TINY_SIZES[architecture])
+    model = registry.create_model(TINY_SETTINGS, architecture, TINY_SIZES[architecture],
+                                  label_count=TINY_LABELS)
     assert model.input_shape == (None, TINY_SETTINGS.fingerprint_size)
-    assert model.output_shape == (None, TINY_SETTINGS.label_count)
+    assert model.output_shape == (None, TINY_LABELS)
     for batch in (1, 3):
         fingerprints = np.random.default_rng(0).normal(
             size=(batch, TINY_SETTINGS.fingerprint_size)).astype(np.float32)
         scores = model(fingerprints).numpy()
-        assert scores.shape == (batch, TINY_SETTINGS.label_count)
+        assert scores.shape == (batch, TINY_LABELS)
         np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", sorted(TINY_SIZES))
+def test_the_output_width_is_the_label_count_argument(architecture):
+    """The label count is the builder's argument, not a field of the fingerprint settings."""
+    widths = [registry.create_model(TINY_SETTINGS, architecture, TINY_SIZES[architecture],
+                                    label_count=count).output_shape for count in (2, 7)]
+    assert widths == [(None, 2), (None, 7)]
 
 
 def test_every_registered_architecture_is_tested():
@@ -86,7 +97,7 @@ def test_defaults_are_the_papers_small_configurations():
 
 
 def test_none_size_info_builds_the_default():
-    model = registry.create_model(arm_settings("dnn"), "dnn", None)
+    model = registry.create_model(arm_settings("dnn"), "dnn", None, label_count=ARM_LABELS)
     assert [layer.units for layer in model.layers
             if isinstance(layer, tf.keras.layers.Dense)] == [144, 144, 144, 12]
 
@@ -100,7 +111,7 @@ def test_none_size_info_builds_the_default():
 ])
 def test_wrong_length_size_info_is_a_usage_error(architecture, size_info, expected):
     with pytest.raises(cli.UsageError) as error:
-        registry.create_model(TINY_SETTINGS, architecture, size_info)
+        registry.create_model(TINY_SETTINGS, architecture, size_info, label_count=TINY_LABELS)
     message = str(error.value)
     assert f"for {architecture} " in message and expected in message
     assert registry.MODELS[architecture].layout in message
@@ -112,19 +123,19 @@ def test_wrong_length_size_info_is_a_usage_error(architecture, size_info, expect
 ])
 def test_non_positive_size_info_is_a_usage_error(architecture, size_info):
     with pytest.raises(cli.UsageError, match=f"for {architecture} takes positive integers"):
-        registry.create_model(TINY_SETTINGS, architecture, size_info)
+        registry.create_model(TINY_SETTINGS, architecture, size_info, label_count=TINY_LABELS)
 
 
 def test_kernel_larger_than_the_fingerprint_is_a_usage_error():
     with pytest.raises(cli.UsageError, match="for cnn: a 10 x 4 convolution kernel does not "
                                              "fit its 9 x 4 input"):
-        registry.create_model(TINY_SETTINGS, "cnn", None)
+        registry.create_model(TINY_SETTINGS, "cnn", None, label_count=TINY_LABELS)
 
 
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(cli.UsageError, match="unknown --model_architecture 'rnn'; known: "
                                              "single_fc, dnn, cnn, ds_cnn"):
-        registry.create_model(TINY_SETTINGS, "rnn", None)
+        registry.create_model(TINY_SETTINGS, "rnn", None, label_count=TINY_LABELS)
 
 
 def test_model_flags_take_arms_command_lines_verbatim():
@@ -144,7 +155,8 @@ def test_arm_checkpoint_loads_every_variable(architecture, folder, name, size_in
     prefix = ARM_PRETRAINED / folder / "ckpt" / name
     if not prefix.with_name(name + ".index").exists():
         pytest.skip(f"Arm's pretrained checkpoints are not in {ARM_PRETRAINED}")
-    model = registry.create_model(arm_settings(architecture), architecture, size_info)
+    model = registry.create_model(arm_settings(architecture), architecture, size_info,
+                                  label_count=ARM_LABELS)
     # expect_partial: the checkpoint also holds Adam's slots, which a bare model has no use for.
     model.load_weights(str(prefix)).expect_partial().assert_existing_objects_matched()
 
@@ -157,14 +169,15 @@ def test_arm_checkpoint_loads_every_variable(architecture, folder, name, size_in
 
 
 def test_counts_of_a_tiny_dnn_by_hand():
-    model = registry.create_model(TINY_SETTINGS, "dnn", [8, 6])
+    model = registry.create_model(TINY_SETTINGS, "dnn", [8, 6], label_count=TINY_LABELS)
     # 36 inputs -> 8 -> 6 -> 3 labels.
     assert registry.count_parameters(model) == (36 * 8 + 8) + (8 * 6 + 6) + (6 * 3 + 3)
     assert registry.count_macs(model) == 36 * 8 + 8 * 6 + 6 * 3
 
 
 def test_counts_of_a_tiny_ds_cnn_by_hand():
-    model = registry.create_model(TINY_SETTINGS, "ds_cnn", TINY_SIZES["ds_cnn"])
+    model = registry.create_model(TINY_SETTINGS, "ds_cnn", TINY_SIZES["ds_cnn"],
+                                  label_count=TINY_LABELS)
     # 9 x 4 input; layer 0 (4 filters, 3 x 2 kernel, stride 2 x 2, SAME) gives 5 x 2 positions,
     # which the stride-1 depthwise (3 x 3) and pointwise (4 then 5 filters) layers keep.
     positions = 5 * 2
@@ -177,18 +190,19 @@ def test_counts_of_a_tiny_ds_cnn_by_hand():
 
 def test_macs_of_tiny_recurrent_models_by_hand():
     frames, coefficients = TINY_SETTINGS.spectrogram_length, TINY_SETTINGS.dct_coefficient_count
-    basic_lstm = registry.create_model(TINY_SETTINGS, "basic_lstm", [5])
+    basic_lstm = registry.create_model(TINY_SETTINGS, "basic_lstm", [5], label_count=TINY_LABELS)
     assert registry.count_macs(basic_lstm) == frames * 4 * 5 * (coefficients + 5) + 5 * 3
-    lstm = registry.create_model(TINY_SETTINGS, "lstm", [3, 5])  # projection 3, cells 5
+    lstm = registry.create_model(TINY_SETTINGS, "lstm", [3, 5],  # projection 3, cells 5
+                                 label_count=TINY_LABELS)
     step = 4 * 5 * coefficients + 4 * 5 * 3 + 5 * 3
     assert registry.count_macs(lstm) == frames * step + 3 * 3
-    gru = registry.create_model(TINY_SETTINGS, "gru", [2, 4])
+    gru = registry.create_model(TINY_SETTINGS, "gru", [2, 4], label_count=TINY_LABELS)
     step = 3 * 4 * (coefficients + 4) + 3 * 4 * (4 + 4)
     assert registry.count_macs(gru) == frames * step + 4 * 3
 
 
 def test_macs_of_ds_cnn_s_match_the_paper():
-    model = registry.create_model(arm_settings("ds_cnn"), "ds_cnn", None)
+    model = registry.create_model(arm_settings("ds_cnn"), "ds_cnn", None, label_count=ARM_LABELS)
     # Hello Edge reports 5.4M operations for DS-CNN S, counting a MAC as two operations.
     assert 2.6e6 < registry.count_macs(model) < 2.75e6
 
@@ -208,7 +222,7 @@ def test_count_macs_refuses_unknown_weighted_layers():
 
 
 def test_projection_lstm_survives_a_config_round_trip():
-    model = registry.create_model(TINY_SETTINGS, "lstm", [3, 5])
+    model = registry.create_model(TINY_SETTINGS, "lstm", [3, 5], label_count=TINY_LABELS)
     clone = tf.keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     fingerprints = np.ones((2, TINY_SETTINGS.fingerprint_size), np.float32)
