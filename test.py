@@ -22,8 +22,8 @@ def main(args: argparse.Namespace) -> None:
     model = registry.create_model(model_settings, args.model_architecture, args.model_size_info)
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
-    data = speech_commands.DataSource(args, model_settings)
-    sets = evaluation.test_sets(args, data)
+    data = speech_commands.DataSource.from_flags(args, model_settings)
+    sets = evaluation.test_sets(data)
     figures = {name: evaluation.report(name, evaluation.evaluate(model, fingerprints, labels,
                                                                  len(words_list)), words_list)
                for name, (fingerprints, labels) in sets.items()}

@@ -39,8 +39,8 @@ def main(args: argparse.Namespace) -> None:
     audio = " (raw audio: the model computes the fingerprint)" if model.takes_audio else ""
     print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}{audio}, "
           f"output {model.output_type}[{model.label_count}]")
-    data = speech_commands.DataSource(args, model_settings)
-    sets = evaluation.test_sets(args, data, audio=model.takes_audio)
+    data = speech_commands.DataSource.from_flags(args, model_settings)
+    sets = evaluation.test_sets(data, audio=model.takes_audio)
     figures = {}
     for name, (inputs, labels) in sets.items():
         start = time.perf_counter()

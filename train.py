@@ -20,7 +20,7 @@ accuracy and cross entropy against steps at the end (TensorBoard's summaries sta
 import argparse
 
 from kws import cli, evaluation, features, plots, tf_env, vocabulary
-from kws.data import augmentation
+from kws.data import augmentation, dataset
 from kws.data import shards as records
 from kws.data import sources, speech_commands
 from kws.models import registry
@@ -43,7 +43,8 @@ def main(args: argparse.Namespace) -> None:
     if chief:
         print(distribute.describe(strategy))
         print(registry.summary_line(model, args.model_architecture, args.model_size_info))
-    processor = sources.data_from_flags(args, model_settings)
+    data = dataset.DataSettings.from_flags(args)
+    processor = sources.training_data(data, model_settings, args.shards_dir)
     if chief:
         print("Samples per partition: " + ", ".join(
             f"{name} {processor.set_size(name)}" for name in speech_commands.PARTITIONS))
@@ -57,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
     trainer = training.Trainer(model, processor, args, strategy, teachers, soft_targets)
     trainer.restore()
     trainer.run()
-    best, results = trainer.test()
+    best, results = trainer.test(data)
     if not chief:
         return
     for name, result in results.items():

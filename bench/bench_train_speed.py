@@ -135,7 +135,7 @@ def waiting_share(loop: Callable[[int], float], warmup: int, steps: int) -> Tupl
 
 def main(args: argparse.Namespace) -> None:
     from kws import features, graph_features
-    from kws.data import augmentation
+    from kws.data import augmentation, dataset
     from kws.data import shards as records
     from kws.data import sources, speech_commands
     from kws.models import registry
@@ -165,7 +165,7 @@ def main(args: argparse.Namespace) -> None:
     distribute.set_precision(flags)
     settings = speech_commands.model_settings_from_flags(flags)
     model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
-    processor = sources.data_from_flags(flags, settings)
+    processor = sources.training_data(dataset.DataSettings.from_flags(flags), settings, flags.shards_dir)
     trainer = training.Trainer(model, processor, flags)
     trainer.validate = lambda: 0.0  # the figures are of training steps only
     device = tf.config.list_logical_devices("GPU")

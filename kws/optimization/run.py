@@ -216,7 +216,7 @@ def optimize(args: argparse.Namespace) -> Outcome:
     stages = TECHNIQUES[args.technique]
     for index, stage in enumerate(stages, 1):
         print(f"Plan of stage {index}, " + describe_plan(start, stage, stage.plan(start, args)))
-    data = speech_commands.DataSource(args, model_settings)
+    data = speech_commands.DataSource.from_flags(args, model_settings)
     processor = data.processor  # the data set is loaded now, before any stage
     weights = start.get_weights()
     result = wrapped = start
@@ -242,7 +242,7 @@ def accuracy_lines(outcome: Outcome, args: argparse.Namespace) -> List[str]:
     label_count = len(outcome.data.processor.words_list)
     int8 = TFLiteModel(content=outcome.int8_content) if outcome.int8_content is not None else None
     lines = []
-    for name, (fingerprints, labels) in evaluation.evaluation_sets(args, outcome.data, ["testing"]).items():
+    for name, (fingerprints, labels) in evaluation.evaluation_sets(outcome.data, ["testing"]).items():
         before = evaluation.evaluate(outcome.start, fingerprints, labels, label_count).accuracy
         after = evaluation.evaluate(outcome.result, fingerprints, labels, label_count).accuracy
         line = f"{name}: accuracy {before:.4f} (start, float) -> {after:.4f} ({args.technique}, float)"

@@ -316,7 +316,8 @@ class QuantizationAware(Stage):
     def starting_input(self, args: argparse.Namespace, data: speech_commands.DataSource
                        ) -> Tuple[Optional[np.ndarray], Optional[float]]:
         """The clips convert.py calibrates with, clipped below where convert.py clips them."""
-        fingerprints, source = calibration.representative_fingerprints(args, data)
+        fingerprints, source = calibration.representative_fingerprints(
+            calibration.CalibrationSettings.from_flags(args), data)
         floor = calibration.input_floor(fingerprints, args.input_clip_percentile)
         if floor is not None:
             fingerprints = np.maximum(fingerprints, floor)

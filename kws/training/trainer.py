@@ -24,6 +24,7 @@ import numpy as np
 
 from kws import cli, evaluation, features, tf_env
 from kws.data import pipeline, sources, speech_commands
+from kws.data.dataset import DataSettings
 from kws.training import checkpoints, distillation, distribute
 
 tf = tf_env.import_tensorflow()
@@ -263,14 +264,14 @@ class Trainer:
         if int(self.step.numpy()) == self.total_steps and self.best_accuracy.numpy() < 0:
             self.validate()
 
-    def test(self) -> Tuple[str, Dict[str, evaluation.Evaluation]]:
+    def test(self, data: DataSettings) -> Tuple[str, Dict[str, evaluation.Evaluation]]:
         """Loads the best model and evaluates it on the testing partition, and on the
-        --test_dir folder when given: (its checkpoint, set name -> result)."""
+        --test_dir folder of data when given: (its checkpoint, set name -> result)."""
         best = tf.train.latest_checkpoint(os.path.join(self.args.train_dir, "best"))
         if best:
             checkpoints.load_weights(self.model, best)
-        data = speech_commands.DataSource(self.args, self.processor.model_settings, self.processor)
+        source = speech_commands.DataSource(data, self.processor.model_settings, self.processor)
         label_count = len(self.processor.words_list)
-        sets = evaluation.evaluation_sets(self.args, data, ["testing"])
+        sets = evaluation.evaluation_sets(source, ["testing"])
         return best, {name: evaluation.evaluate(self.model, fingerprints, labels, label_count)
                       for name, (fingerprints, labels) in sets.items()}

@@ -188,7 +188,7 @@ def test_clips_as_reads_int16_and_float_at_one_scale():
 
 def test_partition_clips_are_what_the_partition_fingerprints_are_computed_from(trained):
     args = convert.build_parser().parse_args(trained["base"] + ["--data_dir", trained["data_dir"]])
-    data = speech_commands.DataSource(args, speech_commands.model_settings_from_flags(args))
+    data = speech_commands.DataSource.from_flags(args, speech_commands.model_settings_from_flags(args))
     clips, labels = data.processor.clips("testing")
     fingerprints, expected_labels = data.processor.fingerprints("testing")
     assert clips.dtype == np.int16 and np.array_equal(labels, expected_labels)

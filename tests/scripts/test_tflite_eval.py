@@ -278,7 +278,7 @@ def dev_fingerprints():
                       "--window_size_ms", "40", "--window_stride_ms", stride,
                       "--dct_coefficient_count", "10"])
         settings = speech_commands.model_settings_from_flags(args)
-        sets[stride] = evaluation.test_sets(args, speech_commands.DataSource(args, settings))[str(DEV_SET)]
+        sets[stride] = evaluation.test_sets(speech_commands.DataSource.from_flags(args, settings))[str(DEV_SET)]
     return sets
 
 
