@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> None:
     words_list = vocabulary.words_list_from_flags(args)
     model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
                                      runtime=args.runtime)
-    model.check_settings(model_settings, args, words_list)
+    model.check_settings(model_settings, words_list)
     audio = " (raw audio: the model computes the fingerprint)" if model.takes_audio else ""
     print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}{audio}, "
           f"output {model.output_type}[{model.label_count}]")
