@@ -30,7 +30,7 @@ from kws.runtime import metadata, tflite_model
 
 
 def main(args: argparse.Namespace) -> None:
-    args = metadata.flags_with_metadata(args)
+    args = cli.replace_flags(args, metadata.carried_flags_from_flags(args))
     model_settings = speech_commands.model_settings_from_flags(args)
     words_list = vocabulary.words_list_from_flags(args)
     model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
