@@ -162,11 +162,13 @@ def main(args: argparse.Namespace) -> None:
                     "--how_many_training_steps", str(10 * (args.warmup + args.steps)),
                     "--learning_rate", "0.0005", "--eval_step_interval", "1000000"])
     tf.keras.utils.set_random_seed(flags.seed)
-    distribute.set_precision(flags)
+    device_settings = distribute.DeviceSettings.from_flags(flags)
+    distribute.set_precision(device_settings.mixed_precision)
     settings = speech_commands.model_settings_from_flags(flags)
     model = registry.create_model(settings, flags.model_architecture, flags.model_size_info)
     processor = sources.training_data(dataset.DataSettings.from_flags(flags), settings, flags.shards_dir)
-    trainer = training.Trainer(model, processor, flags)
+    trainer = training.Trainer(model, processor, training.TrainingSettings.from_flags(flags),
+                               on_device=distribute.fingerprints_on_device(device_settings.fingerprints_on))
     trainer.validate = lambda: 0.0  # the figures are of training steps only
     device = tf.config.list_logical_devices("GPU")
     print(f"{args.model}, batch {args.batch_size}, {processor.set_size('training')} training clips "

@@ -78,7 +78,7 @@ def add_optimization_flags(group: argparse._ArgumentGroup) -> None:
 
 def check_flags(args: argparse.Namespace) -> None:
     """Raises UsageError for inconsistent flags, before anything is loaded."""
-    training.check_schedule(args)
+    training.check_schedule(args.how_many_training_steps, args.learning_rate)
     if args.distribution_strategy not in (None, "none"):
         raise cli.UsageError(f"--distribution_strategy {args.distribution_strategy}: optimize.py fine-tunes "
                              f"on one device only (its TF Model Optimization wrappers are not run under "
@@ -126,7 +126,7 @@ class StageTrainer(training.Trainer):
     def __init__(self, model: tf.keras.Model, processor: speech_commands.AudioProcessor,
                  args: argparse.Namespace, first_selectable_step: int,
                  input_floor: Optional[float] = None):
-        super().__init__(model, processor, args)
+        super().__init__(model, processor, training.TrainingSettings.from_flags(args))
         self.first_selectable_step = first_selectable_step
         self.input_floor = input_floor
         self.pruning_steps = tfmot_adapter.pruning_steps(model)

@@ -94,7 +94,7 @@ def test_command_parses_and_builds_its_model(number, argv):
     script, args = parse(argv)
     if script != "train":
         return  # evaluation or conversion lines: parsing is their check
-    trainer.check_schedule(args)
+    trainer.TrainingSettings.from_flags(args)
     tf.keras.backend.clear_session()
     model = registry.create_model(speech_commands.model_settings_from_flags(args),
                                 args.model_architecture, args.model_size_info)

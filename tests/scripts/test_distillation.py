@@ -6,7 +6,7 @@ import pytest
 
 import train
 from kws import cli, features, graph_features, tf_env
-from kws.data import augmentation
+from kws.data import augmentation, speech_commands
 from kws.models import registry
 from kws.training import checkpoints, distillation
 
@@ -27,7 +27,8 @@ def test_soft_target_loss_is_zero_for_the_teacher_itself_and_grows_with_the_gap(
 
 
 def test_teacher_flags_take_the_students_fingerprint_flags_unless_given():
-    student = train.build_parser().parse_args(["--dct_coefficient_count", "10", "--window_stride_ms", "20"])
+    student = speech_commands.model_settings_from_flags(train.build_parser().parse_args(
+        ["--dct_coefficient_count", "10", "--window_stride_ms", "20"]))
     flags = distillation.teacher_flags("ckpt --model_architecture dnn --model_size_info 8 8 "
                                        "--window_stride_ms 40", student)
     assert (flags.checkpoint, flags.model_architecture, flags.model_size_info) == ("ckpt", "dnn", [8, 8])
@@ -69,7 +70,6 @@ def test_a_student_learns_its_teachers_soft_targets(tmp_path):
     data = make_speech_commands(tmp_path / "data", background=False)
     flags = ["--data_url", "", "--data_dir", str(data), "--wanted_words", "yes,no,up", *TINY_FEATURE_FLAGS]
     settings_args = train.build_parser().parse_args(flags)
-    from kws.data import speech_commands
     settings = speech_commands.model_settings_from_flags(settings_args)
     tf.keras.utils.set_random_seed(7)
     teacher = registry.create_model(settings, "dnn", [16])

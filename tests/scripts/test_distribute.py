@@ -183,9 +183,9 @@ def test_a_folder_without_manifest_is_not_a_shards_dir(tmp_path):
 
 
 def test_default_strategy_is_one_device_without_gpus():
-    args = train.build_parser().parse_args([])
-    assert distribute.strategy_name(args) == "none"
-    assert distribute.is_chief(distribute.strategy_from_flags(args))
+    device = distribute.DeviceSettings.from_flags(train.build_parser().parse_args([]))
+    assert distribute.strategy_name(device.distribution_strategy) == "none"
+    assert distribute.is_chief(distribute.make_strategy(device.distribution_strategy))
 
 
 def test_optimize_refuses_to_distribute():
