@@ -74,10 +74,11 @@ def main(args: argparse.Namespace) -> None:
     name = args.model_architecture + "_streaming" * args.streaming
     output_file = args.output_file or quantization.default_output_file(
         name + ("_audio" if args.include_features else ""), mode)
-    data = speech_commands.DataSource(args, model_settings)
+    data = speech_commands.DataSource.from_flags(args, model_settings)
     clips, source = None, None
     if mode.calibrated:
-        clips, source = calibration.representative_clips(args, data)
+        clips, source = calibration.representative_clips(
+            calibration.CalibrationSettings.from_flags(args), data)
         print(f"Calibrating on {source}")
     audio = f", {args.include_features} audio input" if args.include_features else ""
     print(f"Converting to {mode.description}{audio}")
@@ -104,7 +105,7 @@ def main(args: argparse.Namespace) -> None:
                "input_clip_percentile": args.input_clip_percentile if source else None,
                "report": report, "keras": registry.model_figures(model),
                "accuracy": evaluation.compare_accuracy(
-                   args, data, model, tflite, os.path.basename(output_file), labels)}
+                   data, model, tflite, os.path.basename(output_file), labels)}
     if args.report_json:
         evaluation.write_json(args.report_json, figures)
 

@@ -49,7 +49,7 @@ def detection_lines(audio: np.ndarray, model_settings: features.ModelSettings,
 
 
 def main(args: argparse.Namespace) -> None:
-    args = model_metadata.flags_with_metadata(args)
+    args = cli.replace_flags(args, model_metadata.carried_flags_from_flags(args))
     paths = list(args.wav or []) + list(args.files or [])
     if not paths:
         raise UsageError("no audio files: give them as arguments or with --wav")

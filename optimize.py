@@ -61,7 +61,7 @@ from kws.optimization.settings import Settings
 
 def main(args: argparse.Namespace) -> None:
     settings = Settings.from_flags(args)
-    data = speech_commands.DataSource(args, settings.model.model_settings)
+    data = speech_commands.DataSource.from_flags(args, settings.model.model_settings)
     outcome = optimization.optimize(settings, data)
     print(f"\nSaved {outcome.prefix} (validation accuracy {outcome.accuracy:.4f}); load it with the same "
           f"--model_architecture and --model_size_info")

@@ -17,13 +17,15 @@ folder, and a folder that has one is not overwritten.
 import argparse
 
 from kws import cli, features, vocabulary
+from kws.data import dataset
 from kws.data import shards as records
 from kws.data import speech_commands as input_data
 
 
 def main(args: argparse.Namespace) -> None:
     settings = features.settings_from_flags(args)
-    manifest = records.write_shards(args, settings)
+    data = dataset.DataSettings.from_flags(args)
+    manifest = records.write_shards(data, args.shards_dir, args.clips_per_shard, settings)
     partitions = manifest["partitions"]
     print(f"Wrote {args.shards_dir}: " + ", ".join(
         f"{name} {partitions[name]['count']} clips in {len(partitions[name]['shards'])} shards"

@@ -23,8 +23,8 @@ def main(args: argparse.Namespace) -> None:
                                   label_count=len(words_list))
     prefix = checkpoints.load_weights(model, args.checkpoint)
     print(f"Loaded {prefix}")
-    data = speech_commands.DataSource(args, model_settings)
-    sets = evaluation.test_sets(args, data)
+    data = speech_commands.DataSource.from_flags(args, model_settings)
+    sets = evaluation.test_sets(data)
     figures = {name: evaluation.report(name, evaluation.evaluate(model, fingerprints, labels,
                                                                  len(words_list)), words_list)
                for name, (fingerprints, labels) in sets.items()}

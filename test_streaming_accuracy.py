@@ -29,7 +29,7 @@ FALSE_ALARMS_PER_HOUR = 1.0  # the operating point read off the sweep
 
 
 def main(args: argparse.Namespace) -> None:
-    args = metadata.flags_with_metadata(args)
+    args = cli.replace_flags(args, metadata.carried_flags_from_flags(args))
     if args.plot_dir and not args.sweep_thresholds:
         raise cli.UsageError("--plot_dir draws the detection curve of --sweep_thresholds: add it")
     labels = vocabulary.labels_from_flags(args)

@@ -30,17 +30,17 @@ from kws.runtime import metadata, tflite_model
 
 
 def main(args: argparse.Namespace) -> None:
-    args = metadata.flags_with_metadata(args)
+    args = cli.replace_flags(args, metadata.carried_flags_from_flags(args))
     model_settings = features.settings_from_flags(args)
     words_list = vocabulary.words_list_from_flags(args)
     model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
                                      runtime=args.runtime)
-    model.check_settings(model_settings, args, words_list)
+    model.check_settings(model_settings, words_list)
     audio = " (raw audio: the model computes the fingerprint)" if model.takes_audio else ""
     print(f"Model {args.tflite_path}: input {model.input_type}{model.input_shape}{audio}, "
           f"output {model.output_type}[{model.label_count}]")
-    data = speech_commands.DataSource(args, model_settings)
-    sets = evaluation.test_sets(args, data, audio=model.takes_audio)
+    data = speech_commands.DataSource.from_flags(args, model_settings)
+    sets = evaluation.test_sets(data, audio=model.takes_audio)
     figures = {}
     for name, (inputs, labels) in sets.items():
         start = time.perf_counter()

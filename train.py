@@ -20,7 +20,7 @@ accuracy and cross entropy against steps at the end (TensorBoard's summaries sta
 import argparse
 
 from kws import cli, evaluation, features, plots, tf_env, vocabulary
-from kws.data import augmentation
+from kws.data import augmentation, dataset
 from kws.data import shards as records
 from kws.data import sources, speech_commands
 from kws.models import registry
@@ -31,12 +31,14 @@ tf = tf_env.import_tensorflow()
 
 
 def main(args: argparse.Namespace) -> None:
-    training.check_schedule(args)
-    strategy = distribute.strategy_from_flags(args)  # first: a multi-worker one starts the runtime
-    distribute.check_batch_size(strategy, args.batch_size)
+    training_settings = training.TrainingSettings.from_flags(args)
+    device = distribute.DeviceSettings.from_flags(args)
+    # first: a multi-worker strategy starts the runtime
+    strategy = distribute.make_strategy(device.distribution_strategy)
+    distribute.check_batch_size(strategy, training_settings.batch_size)
     chief = distribute.is_chief(strategy)
     tf.keras.utils.set_random_seed(args.seed)
-    distribute.set_precision(args)
+    distribute.set_precision(device.mixed_precision)
     model_settings = features.settings_from_flags(args)
     label_count = len(vocabulary.words_list_from_flags(args))
     with strategy.scope():
@@ -45,21 +47,23 @@ def main(args: argparse.Namespace) -> None:
     if chief:
         print(distribute.describe(strategy))
         print(registry.summary_line(model, args.model_architecture, args.model_size_info))
-    processor = sources.data_from_flags(args, model_settings)
+    data = dataset.DataSettings.from_flags(args)
+    processor = sources.training_data(data, model_settings, args.shards_dir)
     if chief:
         print("Samples per partition: " + ", ".join(
             f"{name} {processor.set_size(name)}" for name in speech_commands.PARTITIONS))
     if not len(processor.fingerprints("validation")[1]) and chief:
         print("The validation partition is empty: no model selection, the last model is kept as best")
     with strategy.scope():
-        teachers = distillation.teachers_from_flags(args, label_count)
+        teachers = distillation.load_teachers(args.teacher, model_settings, label_count)
     soft_targets = distillation.distillation_from_flags(args)
     if teachers and chief:
         print(distillation.describe(teachers, soft_targets))
-    trainer = training.Trainer(model, processor, args, strategy, teachers, soft_targets)
+    trainer = training.Trainer(model, processor, training_settings, strategy, teachers, soft_targets,
+                               distribute.fingerprints_on_device(device.fingerprints_on))
     trainer.restore()
     trainer.run()
-    best, results = trainer.test()
+    best, results = trainer.test(data)
     if not chief:
         return
     for name, result in results.items():

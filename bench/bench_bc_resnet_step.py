@@ -72,11 +72,9 @@ def stepper(model, settings, args: argparse.Namespace, train_dir: str) -> Callab
     from kws.training import trainer as training
 
     tf = tf_env.import_tensorflow()
-    parser = argparse.ArgumentParser()
-    training.add_training_flags(parser)
-    flags = parser.parse_args(["--batch_size", str(args.batch_size), "--train_dir", train_dir,
-                               "--summaries_dir", ""])
-    trainer = training.Trainer(model, types.SimpleNamespace(model_settings=settings), flags)
+    schedule = training.TrainingSettings((15000, 3000), (0.001, 0.0001), args.batch_size, 400,
+                                         train_dir, "bc_resnet")
+    trainer = training.Trainer(model, types.SimpleNamespace(model_settings=settings), schedule)
     generator = tf.random.Generator.from_seed(0)
     pool = [(generator.normal([args.batch_size, settings.fingerprint_size]),
              generator.uniform([args.batch_size], 0, LABELS, tf.int32)) for _ in range(POOL)]

@@ -68,8 +68,8 @@ def main(args: argparse.Namespace) -> None:
     fingerprints = fingerprinter(clips)
     plain = TFLiteModel(args.plain, batch_size=1, num_threads=1)
     raw = TFLiteModel(args.raw, batch_size=1, num_threads=1)
-    plain.check_settings(settings, args, words)
-    raw.check_settings(settings, args, words)
+    plain.check_settings(settings, words)
+    raw.check_settings(settings, words)
     if plain.takes_audio or not raw.takes_audio:
         raise SystemExit("--plain must take fingerprints and --raw audio")
     timed = clips[:args.latency_clips]

@@ -135,7 +135,7 @@ def waiting_share(loop: Callable[[int], float], warmup: int, steps: int) -> Tupl
 
 def main(args: argparse.Namespace) -> None:
     from kws import features, graph_features
-    from kws.data import augmentation
+    from kws.data import augmentation, dataset
     from kws.data import shards as records
     from kws.data import sources, speech_commands
     from kws.models import registry
@@ -162,12 +162,14 @@ def main(args: argparse.Namespace) -> None:
                     "--how_many_training_steps", str(10 * (args.warmup + args.steps)),
                     "--learning_rate", "0.0005", "--eval_step_interval", "1000000"])
     tf.keras.utils.set_random_seed(flags.seed)
-    distribute.set_precision(flags)
+    device_settings = distribute.DeviceSettings.from_flags(flags)
+    distribute.set_precision(device_settings.mixed_precision)
     settings = features.settings_from_flags(flags)
     model = registry.create_model(settings, flags.model_architecture, flags.model_size_info,
                                   label_count=len(vocabulary.words_list_from_flags(flags)))
-    processor = sources.data_from_flags(flags, settings)
-    trainer = training.Trainer(model, processor, flags)
+    processor = sources.training_data(dataset.DataSettings.from_flags(flags), settings, flags.shards_dir)
+    trainer = training.Trainer(model, processor, training.TrainingSettings.from_flags(flags),
+                               on_device=distribute.fingerprints_on_device(device_settings.fingerprints_on))
     trainer.validate = lambda: 0.0  # the figures are of training steps only
     device = tf.config.list_logical_devices("GPU")
     print(f"{args.model}, batch {args.batch_size}, {processor.set_size('training')} training clips "

@@ -5,7 +5,7 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 
 @contextlib.contextmanager
@@ -111,6 +111,14 @@ def given_flags(args: argparse.Namespace) -> frozenset:
     """The dests of the flags given on the command line (empty for a Namespace that no
     parser of make_parser made)."""
     return getattr(args, "_given_flags", frozenset())
+
+
+def replace_flags(args: argparse.Namespace, values: Dict[str, object]) -> argparse.Namespace:
+    """args with values (by dest) in place of its flags' (a copy that keeps given_flags;
+    args itself when values is empty)."""
+    if not values:
+        return args
+    return argparse.Namespace(**{**vars(args), **values})
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:

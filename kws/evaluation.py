@@ -3,7 +3,7 @@ for a raw-audio .tflite: convert.py --include_features).
 
 train.py (validation and test), test.py, test_tflite.py, convert.py (the
 float model beside the converted one) and optimize.py (before and after) all
-measure accuracy here, on the sets evaluation_sets() picks from the flags.
+measure accuracy here, on the sets evaluation_sets() picks from the data settings.
 """
 import argparse
 import dataclasses
@@ -90,48 +90,49 @@ def write_json(path: str, figures: dict) -> None:
     print(f"Wrote {path}")
 
 
-def evaluation_sets(args: argparse.Namespace, data: speech_commands.DataSource,
-                    partitions: Sequence[str], audio: bool = False
-                    ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+def evaluation_sets(data: speech_commands.DataSource, partitions: Sequence[str],
+                    audio: bool = False) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Name -> (fingerprints, labels), or (int16 clips, labels) when audio: the --test_dir
     folder when given (named by its path), then each of partitions of --data_dir that holds
     samples."""
-    settings = data.model_settings
+    settings, model_settings = data.settings, data.model_settings
     sets = {}
-    if args.test_dir:
-        words_list = vocabulary.words_list_from_flags(args)
-        clips, labels, _ = speech_commands.load_evaluation_folder(args.test_dir, words_list, settings,
-                                                             cache_dir=args.audio_cache_dir)
-        sets[args.test_dir] = (clips if audio else features.Fingerprinter(settings)(clips), labels)
+    if settings.test_dir:
+        words_list = vocabulary.prepare_words_list(settings.wanted_words)
+        clips, labels, _ = speech_commands.load_evaluation_folder(
+            settings.test_dir, words_list, model_settings, cache_dir=settings.audio_cache_dir)
+        sets[settings.test_dir] = (clips if audio else features.Fingerprinter(model_settings)(clips),
+                                   labels)
     for name in partitions:
         processor = data.processor
         inputs, labels = processor.clips(name) if audio else processor.fingerprints(name)
         if len(labels):
             sets[name] = (inputs, labels)
         else:
-            print(f"The {name} partition of --data_dir {args.data_dir} is empty: skipped")
+            print(f"The {name} partition of --data_dir {settings.data_dir} is empty: skipped")
     return sets
 
 
-def test_sets(args: argparse.Namespace, data: speech_commands.DataSource, audio: bool = False
+def test_sets(data: speech_commands.DataSource, audio: bool = False
               ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """What test.py and test_tflite.py evaluate (clips when audio): the --test_dir folder, else
     the validation and testing partitions of --data_dir; UsageError when there is nothing to
     evaluate."""
-    sets = evaluation_sets(args, data, [] if args.test_dir else ["validation", "testing"], audio)
+    settings = data.settings
+    sets = evaluation_sets(data, [] if settings.test_dir else ["validation", "testing"], audio)
     if not sets:
-        raise cli.UsageError(f"--data_dir {args.data_dir}: the validation and testing partitions are "
-                             f"empty; nothing to evaluate (pass --test_dir, or other percentages)")
+        raise cli.UsageError(f"--data_dir {settings.data_dir}: the validation and testing partitions "
+                             f"are empty; nothing to evaluate (pass --test_dir, or other percentages)")
     return sets
 
 
-def compare_accuracy(args: argparse.Namespace, data: speech_commands.DataSource, model, tflite,
-                     tflite_name: str, words_list: Sequence[str]) -> dict:
+def compare_accuracy(data: speech_commands.DataSource, model, tflite, tflite_name: str,
+                     words_list: Sequence[str]) -> dict:
     """convert.py's figures: the float Keras model and its .tflite (named tflite_name; fed
     clips when it takes audio) on --test_dir, else on the testing partition; prints them."""
     try:
-        partitions = [] if args.test_dir or not data.usable() else ["testing"]
-        sets = evaluation_sets(args, data, partitions, audio=tflite.takes_audio)
+        partitions = [] if data.settings.test_dir or not data.usable() else ["testing"]
+        sets = evaluation_sets(data, partitions, audio=tflite.takes_audio)
     except cli.UsageError as error:  # the model is written; only the comparison is missing
         print(f"Accuracy not measured: {error}")
         return {"error": str(error)}

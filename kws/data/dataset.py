@@ -32,8 +32,9 @@ def data_dirs_from_flag(data_dir: str) -> List[str]:
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-    """The data flags as one value: the folders, their split, the silence and unknown samples,
-    and the augmentation of training batches (AudioProcessor's settings)."""
+    """The data flags as one value: the folders (and the archive they are downloaded from),
+    their split, the silence and unknown samples, the augmentation of training batches
+    (AudioProcessor's settings) and the evaluation folder."""
 
     data_dir: str  # a folder, or a comma list of folders
     wanted_words: Tuple[str, ...]
@@ -53,13 +54,14 @@ class DataSettings:
     evaluation_partitions: str = "fixed"
     unknown_draw: str = "per_batch"
     exclude_words: Tuple[str, ...] = ()
+    data_url: str = ""  # downloaded into the first folder of data_dir when it is not there
+    test_dir: Optional[str] = None  # the evaluation folder (one folder per label)
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace) -> "DataSettings":
-        """The data flags (downloading --data_url first if needed). Scripts that only evaluate
-        have no augmentation flags: they get the defaults, which only training batches use."""
-        download.maybe_download_and_extract_dataset(args.data_url,
-                                                    data_dirs_from_flag(args.data_dir)[0])
+        """The data flags. Scripts that only evaluate have no augmentation flags: they get the
+        defaults, which only training batches use; prepare_data.py has no evaluation folders
+        and no decode cache."""
         return cls(
             args.data_dir, tuple(wanted_words_from_flags(args)), args.validation_percentage,
             args.testing_percentage, args.silence_percentage, args.unknown_percentage,
@@ -67,8 +69,9 @@ class DataSettings:
             getattr(args, "background_frequency", aug.DEFAULT_BACKGROUND_FREQUENCY),
             getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME),
             args.seed, Augmentation.from_flags(args), tuple(args.extra_unknown_dirs or ()),
-            args.validation_dir, args.background_noise_dir, args.audio_cache_dir,
-            args.evaluation_partitions, args.unknown_draw, tuple(args.exclude_words or ()))
+            getattr(args, "validation_dir", None), args.background_noise_dir,
+            getattr(args, "audio_cache_dir", None), args.evaluation_partitions, args.unknown_draw,
+            tuple(args.exclude_words or ()), args.data_url, getattr(args, "test_dir", None))
 
 
 @dataclasses.dataclass
@@ -86,7 +89,10 @@ class DataIndex:
 
     @classmethod
     def build(cls, settings: DataSettings, sample_rate: int) -> "DataIndex":
-        """Indexes and splits the folders of settings; reads the noise recordings."""
+        """Indexes and splits the folders of settings (downloading data_url first if needed);
+        reads the noise recordings."""
+        download.maybe_download_and_extract_dataset(settings.data_url,
+                                                    data_dirs_from_flag(settings.data_dir)[0])
         if settings.seed < 0:
             raise UsageError(f"--seed must be 0 or more, got {settings.seed}")
         data_dirs = data_dirs_from_flag(settings.data_dir)

@@ -21,6 +21,7 @@ chunk by chunk. Memory stays bounded by the windows and buffers, not the data se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -96,28 +97,28 @@ def write_manifest(folder: str, words: Sequence[str], settings: ModelSettings,
     return path
 
 
-def write_shards(args: argparse.Namespace, settings: ModelSettings) -> dict:
-    """Indexes and splits --data_dir as train.py does and writes it to --shards_dir (once):
-    the clips decoded a shard at a time. Returns the manifest."""
-    folder = args.shards_dir
+def write_shards(data: dataset.DataSettings, folder: str, clips_per_shard: int,
+                 settings: ModelSettings) -> dict:
+    """Indexes and splits data's --data_dir as train.py does and writes it to --shards_dir
+    folder (once), in shards of clips_per_shard: the clips decoded a shard at a time. Returns
+    the manifest."""
     if os.path.exists(os.path.join(folder, MANIFEST)):
         raise UsageError(f"--shards_dir {folder} already holds shards ({MANIFEST}); remove it or "
                          f"choose another folder")
     # prepare_data.py has no --validation_dir (selection is on the shards' validation
     # partition) and decodes each clip once, without the decode cache.
-    index = dataset.DataIndex.build(dataset.DataSettings.from_flags(argparse.Namespace(
-        **{**vars(args), "validation_dir": None, "audio_cache_dir": ""})), settings.sample_rate)
+    index = dataset.DataIndex.build(dataclasses.replace(data, validation_dir=None, audio_cache_dir=""),
+                                    settings.sample_rate)
     os.makedirs(folder, exist_ok=True)
-    size = args.clips_per_shard
     shards: Dict[str, List[dict]] = {}
     errors: List[str] = []
     silence = np.zeros(settings.desired_samples, dtype=np.int16)
     for partition in PARTITIONS:
         entries = index.data_index[partition]
-        count = math.ceil(len(entries) / size)
+        count = math.ceil(len(entries) / clips_per_shard)
         shards[partition] = []
         for number in range(count):
-            chunk = entries[number * size:(number + 1) * size]
+            chunk = entries[number * clips_per_shard:(number + 1) * clips_per_shard]
             paths = sorted({path for path, _ in chunk if path})
             clips, kept, failed = audio_io.load_clips(paths, settings.sample_rate, settings.desired_samples)
             errors.extend(failed)
@@ -130,11 +131,12 @@ def write_shards(args: argparse.Namespace, settings: ModelSettings) -> dict:
             shards[partition].append({"file": name, "count": written})
             print(f"Wrote {name} ({written} clips)", flush=True)
     audio_io.report_unreadable(errors)
-    source = {"data_dir": args.data_dir, "validation_percentage": args.validation_percentage,
-              "testing_percentage": args.testing_percentage, "silence_percentage": args.silence_percentage,
-              "unknown_percentage": args.unknown_percentage, "seed": args.seed,
-              "evaluation_partitions": args.evaluation_partitions,
-              "extra_unknown_dirs": args.extra_unknown_dirs, "exclude_words": args.exclude_words}
+    source = {"data_dir": data.data_dir, "validation_percentage": data.validation_percentage,
+              "testing_percentage": data.testing_percentage, "silence_percentage": data.silence_percentage,
+              "unknown_percentage": data.unknown_percentage, "seed": data.seed,
+              "evaluation_partitions": data.evaluation_partitions,
+              "extra_unknown_dirs": list(data.extra_unknown_dirs),
+              "exclude_words": list(data.exclude_words)}
     write_manifest(folder, index.words_list, settings, shards, index.background_data, source)
     with open(os.path.join(folder, MANIFEST)) as handle:
         return json.load(handle)
@@ -170,35 +172,35 @@ class ShardedData:
     """A shard folder as train.py's data: the interface of AudioProcessor that training uses
     (words_list, model_settings, set_size, fingerprints, training_dataset) plus worker_dataset."""
 
-    def __init__(self, folder: str, args: argparse.Namespace, settings: ModelSettings):
+    def __init__(self, folder: str, data: dataset.DataSettings, settings: ModelSettings):
+        """The shards in folder, read with data's seed and augmentation; data's other fields
+        must agree with them (--wanted_words, no --validation_dir)."""
         manifest = read_manifest(folder)
         self.folder = folder
         self.manifest = manifest
-        self.words_list = vocabulary.words_list_from_flags(args)
+        self.words_list = vocabulary.prepare_words_list(data.wanted_words)
         if manifest["words"] != self.words_list:
-            raise UsageError(f"--wanted_words {args.wanted_words} differs from the labels of --shards_dir "
-                             f"{folder}: {','.join(manifest['words'][2:])}")
+            raise UsageError(f"--wanted_words {','.join(data.wanted_words)} differs from the labels "
+                             f"of --shards_dir {folder}: {','.join(manifest['words'][2:])}")
         if (manifest["sample_rate"], manifest["desired_samples"]) != (settings.sample_rate,
                                                                       settings.desired_samples):
             raise UsageError(f"--sample_rate/--clip_duration_ms give {settings.desired_samples} samples "
                              f"at {settings.sample_rate} Hz; --shards_dir {folder} holds "
                              f"{manifest['desired_samples']} at {manifest['sample_rate']} Hz")
-        if getattr(args, "validation_dir", None):
+        if data.validation_dir:
             raise UsageError("--validation_dir is not read with --shards_dir (select on the shards' "
                              "validation partition, or train from --data_dir)")
         self.model_settings = settings
-        self.seed = args.seed
+        self.seed = data.seed
         source = manifest["source"]
         self.mixes = data_split.partition_mixes(
             source.get("silence_percentage", 10.0), source.get("unknown_percentage", 10.0),
-            args.seed, source.get("evaluation_partitions", "flags"))
+            data.seed, source.get("evaluation_partitions", "flags"))
         with np.load(os.path.join(folder, NOISE_FILE)) as noises:
             self.background_data = [noises[f"arr_{i}"] for i in range(len(noises.files))]
         self.background, self.transforms, self.spec_augment = aug.training_augmenters(
-            aug.Augmentation.from_flags(args), self.background_data,
-            getattr(args, "background_frequency", aug.DEFAULT_BACKGROUND_FREQUENCY),
-            getattr(args, "background_volume", aug.DEFAULT_BACKGROUND_VOLUME),
-            getattr(args, "time_shift_ms", aug.DEFAULT_TIME_SHIFT_MS), settings, args.seed)
+            data.augmentation, self.background_data, data.background_frequency,
+            data.background_volume, data.time_shift_ms, settings, data.seed)
         self.fingerprinter = features.Fingerprinter(settings)
         self._fingerprint_cache: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         print(f"Data: the shards of {folder} (written from {manifest['source'].get('data_dir')})")

@@ -1,16 +1,16 @@
-"""What training reads of a data set, declared once, and the source the flags name.
+"""What training reads of a data set, declared once, and the source that serves it.
 
 Two sources provide it: AudioProcessor (kws/data/speech_commands.py: the clips in memory)
 and ShardedData (kws/data/shards.py: TFRecord shards streamed from disk, --shards_dir),
 which also gives each worker of a multi-worker strategy its own shards (ShardedSource).
 tests/unit/data/test_sources.py checks that both keep to it.
 """
-import argparse
-from typing import List, Protocol, Sequence, Tuple, runtime_checkable
+from typing import List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 
 from kws.data import shards, speech_commands
+from kws.data.dataset import DataSettings
 from kws.features import ModelSettings
 
 
@@ -42,8 +42,10 @@ class ShardedSource(TrainingData, Protocol):
         """One worker's training batches: its shards, its share of the global batch."""
 
 
-def data_from_flags(args: argparse.Namespace, settings: ModelSettings) -> TrainingData:
-    """The training data of the flags: ShardedData with --shards_dir, else an AudioProcessor."""
-    if getattr(args, "shards_dir", None):
-        return shards.ShardedData(args.shards_dir, args, settings)
-    return speech_commands.AudioProcessor.from_flags(args, settings)
+def training_data(data: DataSettings, settings: ModelSettings, shards_dir: Optional[str] = None
+                  ) -> TrainingData:
+    """The training data: ShardedData of shards_dir (--shards_dir) when given, else the
+    AudioProcessor of data."""
+    if shards_dir:
+        return shards.ShardedData(shards_dir, data, settings)
+    return speech_commands.AudioProcessor(data, settings)

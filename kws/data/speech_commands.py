@@ -401,22 +401,26 @@ def has_word_folders(data_dir: str) -> bool:
 
 
 class DataSource:
-    """The data set of the flags: an AudioProcessor, built at most once, when first needed."""
+    """The data set of the settings: an AudioProcessor, built at most once, when first needed."""
 
-    def __init__(self, args: argparse.Namespace, model_settings: ModelSettings,
+    def __init__(self, settings: DataSettings, model_settings: ModelSettings,
                  processor: Optional[AudioProcessor] = None):
-        self.args = args
+        self.settings = settings
         self.model_settings = model_settings
         self._processor = processor
 
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace, model_settings: ModelSettings) -> "DataSource":
+        """The data set of the data flags."""
+        return cls(DataSettings.from_flags(args), model_settings)
+
     def usable(self) -> bool:
         """--data_dir holds word folders, or will be downloaded (no --test_dir to go by)."""
-        args = self.args
-        return has_word_folders(args.data_dir) or bool(args.data_url and not args.test_dir)
+        settings = self.settings
+        return has_word_folders(settings.data_dir) or bool(settings.data_url and not settings.test_dir)
 
     @property
     def processor(self) -> AudioProcessor:
         if self._processor is None:
-            self._processor = AudioProcessor.from_flags(self.args, self.model_settings)
+            self._processor = AudioProcessor(self.settings, self.model_settings)
         return self._processor
-

@@ -39,7 +39,7 @@ def scorer_from_flags(args: argparse.Namespace, model_settings: features.ModelSe
             raise UsageError("give --tflite_path or --checkpoint, not both")
         model = tflite_model.TFLiteModel(args.tflite_path, batch_size=args.batch_size,
                                          runtime=args.runtime)
-        model.check_settings(model_settings, args, labels, labels_flag=labels_flag)
+        model.check_settings(model_settings, labels, labels_flag=labels_flag)
         return model
     if not args.checkpoint:
         raise UsageError("give the model to use: --tflite_path FILE, or --checkpoint with "

@@ -14,6 +14,7 @@ model's (BENCHMARKS.md has the figures):
 optimize.py's quantization-aware training starts from the same clips and floor.
 """
 import argparse
+import dataclasses
 import glob
 import os
 from typing import Optional, Sequence, Tuple
@@ -45,28 +46,41 @@ def add_calibration_flags(group: argparse._ArgumentGroup) -> None:
                             "digital silence, instead of at that floor; 0 keeps the minimum.")
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrationSettings:
+    """The flags of add_calibration_flags: the calibration clips and the input range."""
+
+    representative_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES
+    representative_dir: Optional[str] = None
+    input_clip_percentile: float = DEFAULT_INPUT_CLIP_PERCENTILE
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "CalibrationSettings":
+        return cls(args.representative_samples, args.representative_dir, args.input_clip_percentile)
+
+
 def check_input_clip_percentile(percentile: float) -> None:
     """UsageError unless --input_clip_percentile is in [0, 10]."""
     if not 0 <= percentile <= 10:
         raise UsageError(f"--input_clip_percentile must be between 0 and 10, got {percentile:g}")
 
 
-def representative_fingerprints(args: argparse.Namespace, data: speech_commands.DataSource
+def representative_fingerprints(settings: CalibrationSettings, data: speech_commands.DataSource
                                  ) -> Tuple[np.ndarray, str]:
     """The calibration fingerprints and a line saying where they come from."""
-    clips, source = representative_clips(args, data)
+    clips, source = representative_clips(settings, data)
     return features.Fingerprinter(data.model_settings)(clips), source
 
 
-def representative_clips(args: argparse.Namespace, data: speech_commands.DataSource
+def representative_clips(settings: CalibrationSettings, data: speech_commands.DataSource
                          ) -> Tuple[np.ndarray, str]:
     """The calibration clips (int16, or float32 in [-1, 1] when augmented) and a line saying
     where they come from; a raw-audio model (convert.py --include_features) calibrates on them."""
-    rng = np.random.default_rng(args.seed)
-    if args.representative_dir:
-        return _folder_clips(args.representative_dir, args.representative_samples,
+    rng = np.random.default_rng(data.settings.seed)
+    if settings.representative_dir:
+        return _folder_clips(settings.representative_dir, settings.representative_samples,
                              data.model_settings, rng)
-    return _partition_clips(args, data, rng)
+    return _partition_clips(settings.representative_samples, data, rng)
 
 
 def _folder_clips(folder: str, count: int, settings: features.ModelSettings,
@@ -87,16 +101,16 @@ def _folder_clips(folder: str, count: int, settings: features.ModelSettings,
     return clips, f"{len(clips)} clips of --representative_dir {folder}"
 
 
-def _partition_clips(args: argparse.Namespace, data: speech_commands.DataSource,
-                     rng: np.random.Generator) -> Tuple[np.ndarray, str]:
-    """--representative_samples clips of the training partition, augmented as in training
-    (of the validation partition when training is empty)."""
-    count = args.representative_samples
+def _partition_clips(count: int, data: speech_commands.DataSource, rng: np.random.Generator
+                     ) -> Tuple[np.ndarray, str]:
+    """count (--representative_samples) clips of the training partition, augmented as in
+    training (of the validation partition when training is empty)."""
+    data_dir = data.settings.data_dir
     if not data.usable():
-        test_dir = args.test_dir
+        test_dir = data.settings.test_dir
         raise UsageError(
             f"full-integer quantization calibrates on representative clips, and --data_dir "
-            f"{args.data_dir} holds no <word>/<clip> folders: pass --data_dir with training data "
+            f"{data_dir} holds no <word>/<clip> folders: pass --data_dir with training data "
             f"(Speech Commands, or a set made by synthesize_dataset.py; --data_url '' offline), or "
             f"--representative_dir FOLDER of clips like those the model will hear. The "
             f"evaluation folder --test_dir {test_dir} is not used for calibration unless you "
@@ -106,7 +120,7 @@ def _partition_clips(args: argparse.Namespace, data: speech_commands.DataSource,
     partition = "training" if processor.set_size("training") else "validation"
     size = processor.set_size(partition)
     if not size:
-        raise UsageError(f"--data_dir {args.data_dir}: the training and validation partitions are "
+        raise UsageError(f"--data_dir {data_dir}: the training and validation partitions are "
                          f"empty; no clips to calibrate quantization with")
     # Every clip of the partition once (in random order) before any is used again.
     order = np.concatenate([rng.permutation(size) for _ in range(-(-count // size))])[:count]
@@ -116,7 +130,7 @@ def _partition_clips(args: argparse.Namespace, data: speech_commands.DataSource,
     if partition == "training":
         clips = processor.augment(clips, labels, rng)  # time shift and background noise
     augmented = " (augmented as in training)" if partition == "training" else ""
-    return clips, f"{count} clips of the {partition} partition of --data_dir {args.data_dir}{augmented}"
+    return clips, f"{count} clips of the {partition} partition of --data_dir {data_dir}{augmented}"
 
 
 def clip_input_range(fingerprints: np.ndarray, percentile: float) -> np.ndarray:

@@ -116,7 +116,7 @@ class StageTrainer(training.Trainer):
     def __init__(self, model: tf.keras.Model, processor: speech_commands.AudioProcessor,
                  settings: Settings, output: Output, first_selectable_step: int,
                  input_floor: Optional[float] = None):
-        super().__init__(model, processor, trainer_flags(settings, output))
+        super().__init__(model, processor, training_settings(settings, output))
         self.first_selectable_step = first_selectable_step
         self.input_floor = input_floor
         self.pruning_steps = tfmot_adapter.pruning_steps(model)
@@ -136,15 +136,13 @@ class StageTrainer(training.Trainer):
             super().save_best(accuracy)
 
 
-def trainer_flags(settings: Settings, output: Output) -> argparse.Namespace:
-    """What training.Trainer reads of the flags (it takes no settings object yet): the
-    fine-tuning schedule, the stage's folders and no --start_checkpoint."""
+def training_settings(settings: Settings, output: Output) -> training.TrainingSettings:
+    """What the Trainer runs a stage with: the fine-tuning schedule, the stage's folders and
+    no --start_checkpoint."""
     tuning = settings.fine_tuning
-    return argparse.Namespace(
-        how_many_training_steps=list(tuning.steps), learning_rate=list(tuning.learning_rates),
-        batch_size=tuning.batch_size, eval_step_interval=tuning.eval_step_interval,
-        train_dir=output.train_dir, summaries_dir=output.summaries_dir, start_checkpoint="",
-        model_architecture=settings.model.architecture)
+    return training.TrainingSettings(tuning.steps, tuning.learning_rates, tuning.batch_size,
+                                     tuning.eval_step_interval, output.train_dir,
+                                     settings.model.architecture, output.summaries_dir)
 
 
 def stage_output(settings: Settings, index: int) -> Output:
@@ -239,9 +237,7 @@ def accuracy_lines(outcome: Outcome, technique: str) -> List[str]:
     label_count = len(outcome.data.processor.words_list)
     int8 = TFLiteModel(content=outcome.int8_content) if outcome.int8_content is not None else None
     lines = []
-    # evaluation reads the flags still: those the data source was built from
-    sets = evaluation.evaluation_sets(outcome.data.args, outcome.data, ["testing"])
-    for name, (fingerprints, labels) in sets.items():
+    for name, (fingerprints, labels) in evaluation.evaluation_sets(outcome.data, ["testing"]).items():
         before = evaluation.evaluate(outcome.start, fingerprints, labels, label_count).accuracy
         after = evaluation.evaluate(outcome.result, fingerprints, labels, label_count).accuracy
         line = f"{name}: accuracy {before:.4f} (start, float) -> {after:.4f} ({technique}, float)"

@@ -94,12 +94,12 @@ class Technique:
     name: str
     pruning: Pruning
     clustering: Clustering
-    input_clip_percentile: float  # QAT's input starts there, as convert.py calibrates
+    calibration: calibration.CalibrationSettings  # QAT's ranges and input start as convert.py's
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace) -> "Technique":
         return cls(args.technique, Pruning.from_flags(args), Clustering.from_flags(args),
-                   args.input_clip_percentile)
+                   calibration.CalibrationSettings.from_flags(args))
 
     @property
     def stages(self) -> Tuple["Stage", ...]:
@@ -370,12 +370,12 @@ class QuantizationAware(Stage):
     def starting_input(self, technique: Technique, data: speech_commands.DataSource
                        ) -> Tuple[Optional[np.ndarray], Optional[float]]:
         """The clips convert.py calibrates with, clipped below where convert.py clips them."""
-        # calibration reads the flags still: those the data source was built from
-        fingerprints, source = calibration.representative_fingerprints(data.args, data)
-        floor = calibration.input_floor(fingerprints, technique.input_clip_percentile)
+        fingerprints, source = calibration.representative_fingerprints(technique.calibration, data)
+        floor = calibration.input_floor(fingerprints, technique.calibration.input_clip_percentile)
         if floor is not None:
             fingerprints = np.maximum(fingerprints, floor)
-            print(f"Input range starts at {floor:.2f}: percentile {technique.input_clip_percentile:g} "
+            print(f"Input range starts at {floor:.2f}: percentile "
+                  f"{technique.calibration.input_clip_percentile:g} "
                   f"of the fingerprints of {source}, as convert.py calibrates")
         return fingerprints, floor
 

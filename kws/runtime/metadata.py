@@ -28,10 +28,11 @@ model into Python objects and packing it again, as tflite_support's populator
 does, would lose it: the Python flatbuffers library ignores the schema's
 force_align). The old root table and vectors stay behind as a few hundred unused bytes.
 
-flags_with_metadata puts a .tflite's settings in place of the flags
-(test_tflite.py, label_wav.py, test_streaming_accuracy.py): a flag given that
-disagrees with the file is one warning line and the file wins, unless
---force_flags. A file without metadata (Arm's) leaves the flags as they are.
+carried_flags_from_flags gives a .tflite's settings as the flag values they replace
+(test_tflite.py, label_wav.py, test_streaming_accuracy.py put them in place with
+cli.replace_flags): a flag given that disagrees with the file is one warning line and
+the file wins, unless --force_flags. A file without metadata (Arm's) leaves the flags
+as they are.
 """
 import argparse
 import dataclasses
@@ -249,22 +250,23 @@ def _agrees(dest: str, flag, file) -> bool:
     return flag == file
 
 
-def flags_with_metadata(args: argparse.Namespace) -> argparse.Namespace:
-    """args with the settings that --tflite_path's metadata carries in place of the flags'
-    (a copy; args itself when the file has none). Prints one warning line when flags that
-    were given disagree with the file: the file wins, unless --force_flags."""
+def carried_flags_from_flags(args: argparse.Namespace) -> Dict[str, object]:
+    """The flag values (by dest) that --tflite_path's metadata puts in place of the flags'
+    (cli.replace_flags puts them there); none when the file carries none. Prints one warning
+    line when flags that were given disagree with the file: the file wins, unless
+    --force_flags."""
     path = getattr(args, "tflite_path", None)
     if not path or not os.path.isfile(path):
-        return args
+        return {}
     with open(path, "rb") as handle:
         content = handle.read()
     try:
         payload = read_metadata(content)
     except ValueError as error:
         print(f"warning: --tflite_path {path}: {error}; the flags are used", file=sys.stderr)
-        return args
+        return {}
     if payload is None:
-        return args
+        return {}
     values = {dest: value for dest, value in file_values(payload).items() if hasattr(args, dest)}
     given = cli.given_flags(args)
     checks = {dest: (f"--{dest} {getattr(args, dest)}", _agrees(dest, getattr(args, dest), value))
@@ -274,13 +276,17 @@ def flags_with_metadata(args: argparse.Namespace) -> argparse.Namespace:
         checks["wanted_words"] = (f"--labels {labels_file}",
                                   vocabulary.read_labels(labels_file) == payload["labels"])
     force = bool(getattr(args, "force_flags", False))
-    merged = argparse.Namespace(**vars(args))
-    for dest, value in values.items():
-        if force and dest in checks:
-            continue
-        setattr(merged, dest, value)
-        if dest == "wanted_words" and labels_file:
-            merged.labels = None
+    carried = {dest: value for dest, value in values.items() if not (force and dest in checks)}
+    if "wanted_words" in carried and labels_file:
+        carried["labels"] = None
+    _warn_disagreeing(path, checks, values, force)
+    return carried
+
+
+def _warn_disagreeing(path: str, checks: Dict[str, tuple], values: Dict[str, object],
+                      force: bool) -> None:
+    """One warning line naming the given flags (checks: dest -> (flag and value, agrees))
+    that disagree with the file's values, if any."""
     disagreeing = [dest for dest, (_, agrees) in checks.items() if not agrees]
     if disagreeing:
         listed = ", ".join(f"{checks[dest][0]} (the file: {values[dest]})" for dest in disagreeing)
@@ -288,4 +294,3 @@ def flags_with_metadata(args: argparse.Namespace) -> argparse.Namespace:
                    "the file's are used (--force_flags uses the flags)")
         print(f"warning: --tflite_path {path} carries its own settings: {listed}; {verdict}",
               file=sys.stderr)
-    return merged

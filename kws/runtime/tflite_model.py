@@ -46,16 +46,18 @@ def _format_ms(value: float) -> str:
     return f"{value:g}"
 
 
-def fingerprint_hint(input_size: int, args: argparse.Namespace,
+def fingerprint_hint(input_size: int, model_settings: features.ModelSettings,
                      input_shape: Sequence[int] = ()) -> str:
-    """Fingerprint flags whose fingerprint has input_size values, changing as few flags as possible.
+    """Fingerprint flags whose fingerprint has input_size values, changing as few of those
+    that made model_settings as possible.
 
     input_shape: the model's input shape; a [batch, frames, coefficients(, 1)]
     shape tells frames and coefficients apart, a flat one does not.
     """
-    current = {"window_size_ms": float(args.window_size_ms),
-               "window_stride_ms": float(args.window_stride_ms),
-               "dct_coefficient_count": int(args.dct_coefficient_count)}
+    rate, duration = model_settings.sample_rate, model_settings.clip_duration_ms
+    current = {"window_size_ms": float(model_settings.window_size_ms),
+               "window_stride_ms": float(model_settings.window_stride_ms),
+               "dct_coefficient_count": int(model_settings.dct_coefficient_count)}
     dims = [int(d) for d in list(input_shape)[1:]]
     while len(dims) > 2 and dims[-1] == 1:
         dims = dims[:-1]
@@ -69,8 +71,7 @@ def fingerprint_hint(input_size: int, args: argparse.Namespace,
         if input_size % dct or (wanted_dct is not None and dct != wanted_dct):
             continue
         try:
-            settings = features.prepare_model_settings(args.sample_rate, args.clip_duration_ms,
-                                                     window, stride, dct)
+            settings = features.prepare_model_settings(rate, duration, window, stride, dct)
         except UsageError:
             continue
         if settings.fingerprint_size != input_size:
@@ -82,11 +83,10 @@ def fingerprint_hint(input_size: int, args: argparse.Namespace,
         if best is None or score < best[0]:
             best = (score, candidate)
     if best is None:
-        return (f"no window size, stride and coefficient count at --sample_rate {args.sample_rate} "
-                f"and --clip_duration_ms {args.clip_duration_ms} make {input_size} values")
+        return (f"no window size, stride and coefficient count at --sample_rate {rate} "
+                f"and --clip_duration_ms {duration} make {input_size} values")
     candidate = best[1]
-    settings = features.prepare_model_settings(args.sample_rate, args.clip_duration_ms,
-                                             candidate["window_size_ms"],
+    settings = features.prepare_model_settings(rate, duration, candidate["window_size_ms"],
                                              candidate["window_stride_ms"],
                                              candidate["dct_coefficient_count"])
     flags = " ".join(f"--{key} {_format_ms(value)}" for key, value in candidate.items()
@@ -171,7 +171,7 @@ class TFLiteModel:
     def output_type(self) -> str:
         return np.dtype(self.output["dtype"]).name
 
-    def check_settings(self, model_settings: features.ModelSettings, args: argparse.Namespace,
+    def check_settings(self, model_settings: features.ModelSettings,
                        words_list: Optional[Sequence[str]] = None,
                        labels_flag: str = "--wanted_words") -> None:
         """Raises UsageError when the flags' fingerprint or labels do not fit the model;
@@ -192,7 +192,7 @@ class TFLiteModel:
                 f"--window_stride_ms {_format_ms(s.window_stride_ms)} "
                 f"--dct_coefficient_count {s.dct_coefficient_count}), nor clips of "
                 f"{s.desired_samples} samples (a raw-audio model); "
-                + fingerprint_hint(self.input_size, args, self.input_shape))
+                + fingerprint_hint(self.input_size, model_settings, self.input_shape))
         if words_list is not None and self.label_count != len(words_list):
             raise UsageError(
                 f"--tflite_path {self.path} gives {self.label_count} scores, but the labels "

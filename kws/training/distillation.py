@@ -75,10 +75,10 @@ def _teacher_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def teacher_flags(text: str, student: argparse.Namespace, flag: str = "--teacher"
+def teacher_flags(text: str, student: ModelSettings, flag: str = "--teacher"
                   ) -> argparse.Namespace:
     """The flags of one --teacher value (or of another flag of that form: train_wake_word.py's
-    --backbone); fingerprint flags it does not give are the student's."""
+    --backbone); fingerprint flags it does not give are the student's (student's settings)."""
     parser = _teacher_parser()
     for dest in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms",
                  "dct_coefficient_count", "preprocess"):
@@ -94,12 +94,12 @@ def teacher_flags(text: str, student: argparse.Namespace, flag: str = "--teacher
     return parsed
 
 
-def teachers_from_flags(args: argparse.Namespace, label_count: int) -> List[Teacher]:
-    """The --teacher models for label_count labels, built and loaded, each with its
-    fingerprint settings."""
+def load_teachers(texts: Sequence[str], student: ModelSettings, label_count: int) -> List[Teacher]:
+    """The models of the --teacher values texts, built for label_count labels and loaded, each
+    with its fingerprint settings (the student's where a value gives none)."""
     teachers = []
-    for text in args.teacher:
-        flags = teacher_flags(text, args)
+    for text in texts:
+        flags = teacher_flags(text, student)
         settings = features.settings_from_flags(flags)
         model = registry.create_model(settings, flags.model_architecture, flags.model_size_info,
                                       label_count=label_count)

@@ -13,11 +13,12 @@ resume, like the chief, from the chief's --train_dir/last (a folder all workers 
 """
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 from kws import cli, tf_env
 from kws.cli import UsageError
@@ -50,10 +51,25 @@ def add_distribution_flags(parser: argparse.ArgumentParser, training_only: bool 
                             "auto: device when a GPU is visible, else host.")
 
 
-def strategy_name(args: argparse.Namespace) -> str:
-    """--distribution_strategy, or its default for the visible devices."""
-    if args.distribution_strategy:
-        return args.distribution_strategy
+@dataclasses.dataclass(frozen=True)
+class DeviceSettings:
+    """The flags of add_distribution_flags; a script without the training-only ones gets
+    float32 and fingerprints on the host."""
+
+    distribution_strategy: Optional[str] = None  # None: the default for the visible devices
+    mixed_precision: str = "float32"  # a key of PRECISIONS
+    fingerprints_on: str = "host"  # one of FINGERPRINT_PLACES
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "DeviceSettings":
+        return cls(args.distribution_strategy, getattr(args, "mixed_precision", "float32"),
+                   getattr(args, "fingerprints_on", "host"))
+
+
+def strategy_name(requested: Optional[str]) -> str:
+    """requested (--distribution_strategy), or its default for the visible devices."""
+    if requested:
+        return requested
     return "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "none"
 
 
@@ -77,9 +93,10 @@ def check_tf_config() -> dict:
     return config
 
 
-def strategy_from_flags(args: argparse.Namespace) -> tf.distribute.Strategy:
-    """The tf.distribute strategy of --distribution_strategy (before any model is built)."""
-    name = strategy_name(args)
+def make_strategy(requested: Optional[str]) -> tf.distribute.Strategy:
+    """The tf.distribute strategy of requested (--distribution_strategy; None: the default
+    for the visible devices), made before any model is built."""
+    name = strategy_name(requested)
     if name == "multi_worker":
         check_tf_config()
         try:
@@ -129,14 +146,13 @@ def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int) -> None:
         raise UsageError(f"--batch_size {batch_size} does not split evenly over the {replicas} replicas")
 
 
-def set_precision(args: argparse.Namespace) -> None:
-    """Sets the Keras policy of --mixed_precision, for the models built after it."""
-    tf.keras.mixed_precision.set_global_policy(PRECISIONS[getattr(args, "mixed_precision", "float32")])
+def set_precision(precision: str) -> None:
+    """Sets the Keras policy of precision (--mixed_precision), for the models built after it."""
+    tf.keras.mixed_precision.set_global_policy(PRECISIONS[precision])
 
 
-def fingerprints_on_device(args: argparse.Namespace) -> bool:
-    """Whether the training step computes the fingerprints itself (--fingerprints_on)."""
-    place = getattr(args, "fingerprints_on", "host")
+def fingerprints_on_device(place: str) -> bool:
+    """Whether the training step computes the fingerprints itself (--fingerprints_on place)."""
     if place == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
     return place == "device"

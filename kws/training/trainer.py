@@ -16,6 +16,7 @@ global batch (tf.nn.compute_average_loss), and the loss and accuracy are
 reduced over the replicas. Only the chief writes files and prints.
 """
 import argparse
+import dataclasses
 import os
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -24,6 +25,7 @@ import numpy as np
 
 from kws import cli, evaluation, features, tf_env
 from kws.data import pipeline, sources, speech_commands
+from kws.data.dataset import DataSettings
 from kws.training import checkpoints, distillation, distribute
 
 tf = tf_env.import_tensorflow()
@@ -51,15 +53,38 @@ def add_training_flags(parser: argparse.ArgumentParser,
                        help="If specified, restore these weights before any training.")
 
 
-def check_schedule(args: argparse.Namespace) -> None:
-    """The two schedule lists must be non-empty and of equal length."""
-    steps, rates = args.how_many_training_steps, args.learning_rate
+def check_schedule(steps: Sequence[int], rates: Sequence[float]) -> None:
+    """The two schedule lists (--how_many_training_steps, --learning_rate) must be non-empty
+    and of equal length, the rates positive."""
     if not steps or not rates or len(steps) != len(rates):
         raise cli.UsageError(
             f"--how_many_training_steps and --learning_rate must list the same number of phases, "
             f"got {len(steps)} and {len(rates)}")
     if any(rate <= 0 for rate in rates):
         raise cli.UsageError(f"--learning_rate values must be positive, got {rates}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The flags of add_training_flags (the schedule and where a run writes), and the
+    --model_architecture that names its best checkpoints."""
+
+    how_many_training_steps: Tuple[int, ...]
+    learning_rate: Tuple[float, ...]
+    batch_size: int
+    eval_step_interval: int
+    train_dir: str
+    model_architecture: str
+    summaries_dir: str = ""  # none
+    start_checkpoint: str = ""
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> "TrainingSettings":
+        """The training flags, the schedule checked."""
+        check_schedule(args.how_many_training_steps, args.learning_rate)
+        return cls(tuple(args.how_many_training_steps), tuple(args.learning_rate),
+                   args.batch_size, args.eval_step_interval, args.train_dir,
+                   args.model_architecture, args.summaries_dir, args.start_checkpoint)
 
 
 def learning_rate_schedule(steps: Sequence[int], rates: Sequence[float]
@@ -103,43 +128,45 @@ class Trainer:
     """The training loop with its state, resumable from --train_dir/last."""
 
     def __init__(self, model: tf.keras.Model, processor: sources.TrainingData,
-                 args: argparse.Namespace, strategy: Optional[tf.distribute.Strategy] = None,
+                 settings: TrainingSettings, strategy: Optional[tf.distribute.Strategy] = None,
                  teachers: Sequence[distillation.Teacher] = (),
-                 soft_targets: Optional[distillation.Distillation] = None):
+                 soft_targets: Optional[distillation.Distillation] = None, on_device: bool = False):
         """model must have been built in strategy.scope(); processor is the training data
-        (sources.TrainingData); with teachers, the loss blends the labels with their outputs."""
+        (sources.TrainingData); with teachers, the loss blends the labels with their outputs;
+        on_device: the training step computes the fingerprints (distribute.fingerprints_on_device)."""
         self.model = model
         self.teachers = list(teachers)
         self.soft_targets = soft_targets
         self.processor = processor
-        self.args = args
+        self.settings = settings
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = distribute.is_chief(self.strategy)
-        self.on_device = distribute.fingerprints_on_device(args)
-        self.total_steps = int(sum(args.how_many_training_steps))
-        self.schedule = learning_rate_schedule(args.how_many_training_steps, args.learning_rate)
+        self.on_device = on_device
+        self.total_steps = int(sum(settings.how_many_training_steps))
+        self.schedule = learning_rate_schedule(settings.how_many_training_steps,
+                                               settings.learning_rate)
         with self.strategy.scope():
             self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.state = tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step,
                                          best_accuracy=self.best_accuracy)
-        self.last_dir = os.path.join(args.train_dir, "last")
+        self.last_dir = os.path.join(settings.train_dir, "last")
         self.history = {"train": [], "validation": []}  # this process's steps, for plots
         self.writers = None
-        if args.summaries_dir and self.chief:
-            self.writers = {name: tf.summary.create_file_writer(os.path.join(args.summaries_dir, name))
+        if settings.summaries_dir and self.chief:
+            self.writers = {name: tf.summary.create_file_writer(os.path.join(settings.summaries_dir, name))
                             for name in ("train", "validation")}
 
     def restore(self) -> None:
         """Continues a run from --train_dir/last, or starts from --start_checkpoint."""
-        latest = checkpoints.restore_training_state(self.state, self.args.train_dir, self.say)
+        latest = checkpoints.restore_training_state(self.state, self.settings.train_dir, self.say)
         if latest:
             self.say(f"Resuming from {latest} at step {int(self.step.numpy())}")
-            if self.args.start_checkpoint:
+            if self.settings.start_checkpoint:
                 self.say("(--start_checkpoint ignored: the run in --train_dir continues)")
-        elif self.args.start_checkpoint:
-            prefix = checkpoints.load_weights(self.model, self.args.start_checkpoint)
+        elif self.settings.start_checkpoint:
+            prefix = checkpoints.load_weights(self.model, self.settings.start_checkpoint)
             self.say(f"Starting from the weights of {prefix}")
 
     def say(self, line: str) -> None:
@@ -166,7 +193,7 @@ class Trainer:
                 losses = distillation.losses(labels, probabilities, targets, self.soft_targets)
             else:
                 losses = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            loss = tf.nn.compute_average_loss(losses, global_batch_size=self.args.batch_size)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=self.settings.batch_size)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
         gradients = tape.gradient(loss, self.model.trainable_variables)
@@ -185,13 +212,13 @@ class Trainer:
         loss, correct = self.strategy.run(self.replica_step, args=(x, labels))
         total = tf.distribute.ReduceOp.SUM
         return (self.strategy.reduce(total, loss, axis=None),
-                self.strategy.reduce(total, correct, axis=None) / self.args.batch_size)
+                self.strategy.reduce(total, correct, axis=None) / self.settings.batch_size)
 
     def validate(self) -> float:
         """Recalibrates batch norm, measures validation accuracy, saves the state and the best model.
         Every worker runs it (evaluation and saves exchange values); only the chief writes."""
         step = int(self.step.numpy())
-        calibration = self.processor.training_dataset(self.args.batch_size, step, self.on_device)
+        calibration = self.processor.training_dataset(self.settings.batch_size, step, self.on_device)
         recalibrate_batch_norm(self.model, (self.model_input(self.fingerprints(x))
                                             for x, _ in calibration.take(RECALIBRATION_BATCHES)))
         fingerprints, labels = self.processor.fingerprints("validation")
@@ -218,10 +245,10 @@ class Trainer:
 
     def save_best(self, accuracy: float) -> None:
         """Keeps the new best model under best/, replacing the previous best."""
-        best_dir = os.path.join(self.args.train_dir, "best")
+        best_dir = os.path.join(self.settings.train_dir, "best")
         previous = tf.train.latest_checkpoint(best_dir)
         name = os.path.basename(checkpoints.best_checkpoint_prefix(
-            self.args.train_dir, self.args.model_architecture, accuracy))
+            self.settings.train_dir, self.settings.model_architecture, accuracy))
         with distribute.write_dir(self.strategy, best_dir) as folder:
             prefix = os.path.join(folder, name)
             checkpoints.save_weights_atomically(self.model, prefix)
@@ -233,8 +260,8 @@ class Trainer:
     def run(self) -> None:
         """Trains from the current step to the end of the schedule."""
         start = int(self.step.numpy())
-        interval = self.args.eval_step_interval
-        batches = iter(distribute.training_batches(self.strategy, self.processor, self.args.batch_size,
+        interval = self.settings.eval_step_interval
+        batches = iter(distribute.training_batches(self.strategy, self.processor, self.settings.batch_size,
                                                    start, self.on_device, self.teacher_settings()))
         losses, accuracies = [], []
         tick = time.perf_counter()
@@ -263,14 +290,14 @@ class Trainer:
         if int(self.step.numpy()) == self.total_steps and self.best_accuracy.numpy() < 0:
             self.validate()
 
-    def test(self) -> Tuple[str, Dict[str, evaluation.Evaluation]]:
+    def test(self, data: DataSettings) -> Tuple[str, Dict[str, evaluation.Evaluation]]:
         """Loads the best model and evaluates it on the testing partition, and on the
-        --test_dir folder when given: (its checkpoint, set name -> result)."""
-        best = tf.train.latest_checkpoint(os.path.join(self.args.train_dir, "best"))
+        --test_dir folder of data when given: (its checkpoint, set name -> result)."""
+        best = tf.train.latest_checkpoint(os.path.join(self.settings.train_dir, "best"))
         if best:
             checkpoints.load_weights(self.model, best)
-        data = speech_commands.DataSource(self.args, self.processor.model_settings, self.processor)
+        source = speech_commands.DataSource(data, self.processor.model_settings, self.processor)
         label_count = len(self.processor.words_list)
-        sets = evaluation.evaluation_sets(self.args, data, ["testing"])
+        sets = evaluation.evaluation_sets(source, ["testing"])
         return best, {name: evaluation.evaluate(self.model, fingerprints, labels, label_count)
                       for name, (fingerprints, labels) in sets.items()}

@@ -227,5 +227,5 @@ def detector_scores(tflite_path: str, audio: np.ndarray) -> detection.StreamScor
     with open(tflite_path, "rb") as handle:
         settings, labels = detector_settings(handle.read())
     model = tflite_model.TFLiteModel(tflite_path)
-    model.check_settings(settings, argparse.Namespace(), labels)
+    model.check_settings(settings, labels)
     return detection.stream_scores(audio, settings, model, labels, detection_defaults())

@@ -384,7 +384,7 @@ class Run:
         scores = {}
         for runtime in (tflite_model.LITERT, tflite_model.TFLM):
             model = tflite_model.TFLiteModel(self.tflite_path, runtime=runtime)
-            model.check_settings(settings, argparse.Namespace(), labels)
+            model.check_settings(settings, labels)
             scores[runtime] = model.predict(fingerprints)
         gap = float(np.abs(scores[tflite_model.LITERT] - scores[tflite_model.TFLM]).max())
         return (f"{len(clips)} clips scored, the largest difference from LiteRT's scores "

@@ -93,7 +93,7 @@ def test_command_parses_and_builds_its_model(number, argv):
     script, args = parse(argv)
     if script != "train":
         return  # evaluation or conversion lines: parsing is their check
-    trainer.check_schedule(args)
+    trainer.TrainingSettings.from_flags(args)
     tf.keras.backend.clear_session()
     label_count = len(vocabulary.words_list_from_flags(args))
     model = registry.create_model(features.settings_from_flags(args), args.model_architecture,

@@ -15,7 +15,7 @@ import pytest
 import prepare_data
 import train
 from kws import cli
-from kws.data import augmentation, pipeline
+from kws.data import augmentation, dataset, pipeline
 from kws.data import shards as records
 from kws.training import distribute
 
@@ -71,9 +71,10 @@ def saved_step(train_dir) -> int:
 
 
 def write_shards(data_dir, folder) -> None:
-    records.write_shards(prepare_data.build_parser().parse_args(
+    args = prepare_data.build_parser().parse_args(
         ["--data_url", "", "--data_dir", str(data_dir), "--wanted_words", ",".join(WANTED),
-         "--shards_dir", str(folder), "--clips_per_shard", "10"]), ds_cnn_settings())
+         "--shards_dir", str(folder), "--clips_per_shard", "10"])
+    records.write_shards(dataset.DataSettings.from_flags(args), str(folder), 10, ds_cnn_settings())
 
 
 def test_mirrored_over_two_logical_cpus_trains_from_memory_and_shards(speech_commands_dir, tmp_path):
@@ -176,15 +177,15 @@ def test_batch_size_must_split_over_the_replicas():
 
 
 def test_a_folder_without_manifest_is_not_a_shards_dir(tmp_path):
-    args = train.build_parser().parse_args(["--shards_dir", str(tmp_path)])
+    data = dataset.DataSettings.from_flags(train.build_parser().parse_args([]))
     with pytest.raises(cli.UsageError, match=r"--shards_dir .* is not a folder of shards"):
-        records.ShardedData(str(tmp_path), args, None)
+        records.ShardedData(str(tmp_path), data, None)
 
 
 def test_default_strategy_is_one_device_without_gpus():
-    args = train.build_parser().parse_args([])
-    assert distribute.strategy_name(args) == "none"
-    assert distribute.is_chief(distribute.strategy_from_flags(args))
+    device = distribute.DeviceSettings.from_flags(train.build_parser().parse_args([]))
+    assert distribute.strategy_name(device.distribution_strategy) == "none"
+    assert distribute.is_chief(distribute.make_strategy(device.distribution_strategy))
 
 
 def test_optimize_refuses_to_distribute():

@@ -101,7 +101,7 @@ def plain_and_raw(trained, converted, mode, input_type="int16"):
     """The plain .tflite fed numpy fingerprints, and the raw-audio one fed the clips: scores."""
     plain, raw = converted(mode, input_type)
     audio = TFLiteModel(content=raw)
-    audio.check_settings(SETTINGS, None)
+    audio.check_settings(SETTINGS)
     assert audio.takes_audio and audio.input_type == input_type
     clips = trained["clips"]
     return TFLiteModel(content=plain).predict(features.Fingerprinter(SETTINGS)(clips)), \
@@ -131,7 +131,7 @@ def test_digital_silence_scores_as_in_the_plain_pipeline(converted):
     silence = np.zeros((1, 16000), np.int16)  # log-mel at its floor: float16 kept it finite
     for mode in (FLOAT32, FLOAT16, INT8):
         plain, raw = (TFLiteModel(content=content) for content in converted(mode))
-        raw.check_settings(SETTINGS, None)
+        raw.check_settings(SETTINGS)
         expected = plain.predict(features.Fingerprinter(SETTINGS)(silence))
         assert np.abs(raw.predict(silence) - expected).max() <= (
             INT8_TOLERANCE if mode.calibrated else FLOAT16_TOLERANCE)
@@ -188,7 +188,7 @@ def test_clips_as_reads_int16_and_float_at_one_scale():
 
 def test_partition_clips_are_what_the_partition_fingerprints_are_computed_from(trained):
     args = convert.build_parser().parse_args(trained["base"] + ["--data_dir", trained["data_dir"]])
-    data = speech_commands.DataSource(args, features.settings_from_flags(args))
+    data = speech_commands.DataSource.from_flags(args, features.settings_from_flags(args))
     clips, labels = data.processor.clips("testing")
     fingerprints, expected_labels = data.processor.fingerprints("testing")
     assert clips.dtype == np.int16 and np.array_equal(labels, expected_labels)
@@ -237,7 +237,7 @@ def test_recordings_slide_the_raw_audio_model_like_the_plain_one(trained, conver
     recording = np.concatenate(list(trained["clips"][::6]))
     scorers = [TFLiteModel(content=content) for content in (plain, raw)]
     for scorer in scorers:
-        scorer.check_settings(SETTINGS, None)
+        scorer.check_settings(SETTINGS)
     assert [detector.takes_audio(scorer) for scorer in scorers] == [False, True]
     labels = vocabulary.prepare_words_list(WORDS.split(","))
     settings = detector.DetectionSettings(30.0, 500.0, 0.5, 1000.0)
@@ -278,4 +278,4 @@ def test_wrong_clip_length_names_both_inputs(trained, converted):
     args = convert.build_parser().parse_args(trained["base"] + ["--clip_duration_ms", "900"])
     settings = features.settings_from_flags(args)
     with pytest.raises(UsageError, match=r"nor clips of 14400 samples \(a raw-audio model\)"):
-        model.check_settings(settings, args)
+        model.check_settings(settings)

@@ -14,7 +14,7 @@ import pytest
 from test_tflite_eval import SETTINGS, dnn_files  # noqa: F401  (the module's fixture)
 
 import test_tflite
-from kws import features
+from kws import cli, features
 from kws.runtime import metadata as model_metadata
 from kws.runtime import report as tflite_report
 from kws.runtime import tflite_model
@@ -142,6 +142,11 @@ def parse(argv):
     return test_tflite.build_parser().parse_args(argv)
 
 
+def with_metadata(args):
+    """The flags as the deployment scripts see them: the file's settings in place."""
+    return cli.replace_flags(args, model_metadata.carried_flags_from_flags(args))
+
+
 @pytest.fixture
 def described(dnn_files, tmp_path):
     path = tmp_path / "described.tflite"
@@ -151,7 +156,7 @@ def described(dnn_files, tmp_path):
 
 
 def test_the_file_replaces_the_flags_not_given_silently(described, capsys):
-    args = model_metadata.flags_with_metadata(parse(["--tflite_path", described]))
+    args = with_metadata(parse(["--tflite_path", described]))
     assert (args.window_size_ms, args.window_stride_ms, args.dct_coefficient_count) == (40, 20, 10)
     assert args.wanted_words == "yes,no" and capsys.readouterr().err == ""
 
@@ -159,12 +164,12 @@ def test_the_file_replaces_the_flags_not_given_silently(described, capsys):
 def test_a_flag_given_that_disagrees_is_one_warning_and_the_file_wins(described, capsys):
     argv = ["--tflite_path", described, "--window_size_ms", "30", "--wanted_words", "Yes,no",
             "--dct_coefficient_count", "10"]
-    args = model_metadata.flags_with_metadata(parse(argv))
+    args = with_metadata(parse(argv))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ")
     assert "--window_size_ms 30.0 (the file: 40)" in err and "wanted_words" not in err
     assert "dct_coefficient_count" not in err and args.window_size_ms == 40
-    forced = model_metadata.flags_with_metadata(parse(argv + ["--force_flags"]))
+    forced = with_metadata(parse(argv + ["--force_flags"]))
     assert forced.window_size_ms == 30 and forced.window_stride_ms == 20
     assert "--force_flags: the flags are used" in capsys.readouterr().err
 
@@ -173,21 +178,21 @@ def test_a_labels_file_that_disagrees_is_replaced_by_the_file(described, tmp_pat
     import label_wav
     labels = tmp_path / "labels.txt"
     labels.write_text("_silence_\n_unknown_\nno\nyes\n")
-    args = model_metadata.flags_with_metadata(label_wav.build_parser().parse_args(
+    args = with_metadata(label_wav.build_parser().parse_args(
         ["--tflite_path", described, "--labels", str(labels), "x.wav"]))
     assert args.labels is None and args.wanted_words == "yes,no"
     assert f"--labels {labels} (the file: yes,no)" in capsys.readouterr().err
     wake_word = tmp_path / "wake_word.tflite"  # a wake-word model's threshold replaces the flag's
     wake_word.write_bytes(model_metadata.add_metadata(open(described, "rb").read(),
                                                       payload(threshold=0.93)))
-    args = model_metadata.flags_with_metadata(label_wav.build_parser().parse_args(
+    args = with_metadata(label_wav.build_parser().parse_args(
         ["--tflite_path", str(wake_word), "x.wav"]))
     assert args.detection_threshold == 0.93 and capsys.readouterr().err == ""
 
 
 def test_a_file_without_metadata_leaves_the_flags_as_they_are(dnn_files):
     args = parse(["--tflite_path", dnn_files["quantized"], "--window_size_ms", "30"])
-    assert model_metadata.flags_with_metadata(args) is args
+    assert with_metadata(args) is args
 
 
 def test_deployment_tools_need_no_flags_and_no_tensorflow_for_a_described_file(described, tmp_path):

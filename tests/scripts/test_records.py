@@ -8,6 +8,7 @@ import tensorflow as tf
 import prepare_data
 import train
 from kws import cli
+from kws.data import dataset
 from kws.data import shards as records
 from kws.data.speech_commands import PARTITIONS
 
@@ -20,14 +21,15 @@ def shards(data_dir, tmp_path_factory):
     args = prepare_data.build_parser().parse_args(
         ["--data_url", "", "--data_dir", str(data_dir), "--wanted_words", ",".join(WANTED),
          "--shards_dir", str(folder), "--clips_per_shard", "7", "--seed", "5", *TINY_FEATURE_FLAGS])
-    records.write_shards(args, ds_cnn_settings())
+    records.write_shards(dataset.DataSettings.from_flags(args), args.shards_dir, args.clips_per_shard,
+                         ds_cnn_settings())
     return folder
 
 
 def sharded(folder, *flags):
     args = train.build_parser().parse_args(["--shards_dir", str(folder), "--wanted_words",
                                             ",".join(WANTED), "--seed", "5", *TINY_FEATURE_FLAGS, *flags])
-    return records.ShardedData(str(folder), args, ds_cnn_settings())
+    return records.ShardedData(str(folder), dataset.DataSettings.from_flags(args), ds_cnn_settings())
 
 
 def test_shards_hold_the_in_memory_partitions_labels_and_clips(data_dir, shards):
@@ -50,13 +52,14 @@ def test_shards_are_written_once(data_dir, shards):
         ["--data_url", "", "--data_dir", str(data_dir), "--wanted_words", ",".join(WANTED),
          "--shards_dir", str(shards)])
     with pytest.raises(cli.UsageError, match="already holds shards"):
-        records.write_shards(args, ds_cnn_settings())
+        records.write_shards(dataset.DataSettings.from_flags(args), args.shards_dir,
+                             args.clips_per_shard, ds_cnn_settings())
 
 
 def test_other_labels_than_the_shards_are_a_usage_error(shards):
     args = train.build_parser().parse_args(["--shards_dir", str(shards), "--wanted_words", "yes,no"])
     with pytest.raises(cli.UsageError, match="--wanted_words yes,no differs"):
-        records.ShardedData(str(shards), args, ds_cnn_settings())
+        records.ShardedData(str(shards), dataset.DataSettings.from_flags(args), ds_cnn_settings())
 
 
 def batches(dataset, count):

@@ -160,7 +160,7 @@ def test_settings_that_contradict_the_model_are_one_clear_line(converted):
     tflite = tflite_model.TFLiteModel(content=converted("svdf")[1]["float"])
     other = features.prepare_model_settings(16000, 1000, 30, 10, 10)
     with pytest.raises(UsageError, match="streaming model of clips of 49 frames x 10"):
-        tflite.check_settings(other, None)
+        tflite.check_settings(other)
 
 
 @pytest.mark.parametrize("input_type", ["int16", "float32"])
@@ -180,7 +180,7 @@ def test_streaming_with_features_takes_one_stride_of_audio(input_type):
         content, _ = stateful_model.convert_streaming(streaming_model, mode,
                                                 clips if mode.calibrated else None, 1.0)
         tflite = tflite_model.TFLiteModel(content=content)
-        tflite.check_settings(SETTINGS, None)
+        tflite.check_settings(SETTINGS)
         assert tflite.takes_audio
         np.testing.assert_allclose(tflite.predict(clips), expected, atol=tolerance)
 

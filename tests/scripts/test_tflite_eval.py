@@ -64,19 +64,19 @@ def test_mismatched_input_says_which_settings_fit(dnn_files):
     args = parse(["--tflite_path", dnn_files["float"]])  # defaults: 98 x 40 = 3920
     settings = features.settings_from_flags(args)
     with pytest.raises(UsageError) as error:
-        model.check_settings(settings, args)
+        model.check_settings(settings)
     message = str(error.value)
     assert "490" in message and "3920" in message and "\n" not in message
     assert "--window_stride_ms 20 --dct_coefficient_count 10" in message
 
 
 def test_hint_for_a_dnn_input_of_250():
-    args = parse(["--tflite_path", "x.tflite"])
-    hint = tflite_model.fingerprint_hint(250, args)
+    settings = speech_commands.model_settings_from_flags(parse(["--tflite_path", "x.tflite"]))
+    hint = tflite_model.fingerprint_hint(250, settings)
     assert "25 frames x 10 coefficients" in hint
     assert "--window_stride_ms 40 --dct_coefficient_count 10" in hint
     # A [batch, frames, coefficients] input shape tells them apart.
-    assert "--dct_coefficient_count 5" in tflite_model.fingerprint_hint(250, args, [1, 50, 5])
+    assert "--dct_coefficient_count 5" in tflite_model.fingerprint_hint(250, settings, [1, 50, 5])
 
 
 def test_wrong_label_count_is_a_clear_error(dnn_files):
@@ -84,7 +84,7 @@ def test_wrong_label_count_is_a_clear_error(dnn_files):
     args = parse(["--tflite_path", dnn_files["float"]] + TINY_FEATURE_FLAGS)
     settings = features.settings_from_flags(args)
     with pytest.raises(UsageError, match="gives 4 scores, but the labels are 12"):
-        model.check_settings(settings, args, ["x"] * 12)
+        model.check_settings(settings, ["x"] * 12)
 
 
 def test_not_a_model_is_a_clear_error(tmp_path):
@@ -278,7 +278,7 @@ def dev_fingerprints():
                       "--window_size_ms", "40", "--window_stride_ms", stride,
                       "--dct_coefficient_count", "10"])
         settings = features.settings_from_flags(args)
-        sets[stride] = evaluation.test_sets(args, speech_commands.DataSource(args, settings))[str(DEV_SET)]
+        sets[stride] = evaluation.test_sets(speech_commands.DataSource.from_flags(args, settings))[str(DEV_SET)]
     return sets
 
 

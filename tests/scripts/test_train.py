@@ -49,7 +49,7 @@ def test_schedule_of_unequal_lengths_is_an_error():
     args = train.build_parser().parse_args(["--how_many_training_steps", "100,200",
                                             "--learning_rate", "0.001"])
     with pytest.raises(cli.UsageError, match="same number of phases"):
-        trainer.check_schedule(args)
+        trainer.TrainingSettings.from_flags(args)
 
 
 def test_confusion_matrix_counts_true_rows_predicted_columns():

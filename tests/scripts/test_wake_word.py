@@ -185,7 +185,6 @@ def test_near_misses_sound_alike_and_are_no_homophones():
 
 
 def test_a_backbone_that_can_stream_makes_a_streaming_detector():
-    import argparse
 
     from kws import features
     from kws.models import registry
@@ -203,7 +202,7 @@ def test_a_backbone_that_can_stream_makes_a_streaming_detector():
     assert form == "streaming (1 frame(s) per call)"
     assert metadata.read_metadata(content)["input"]["streaming"]
     model = tflite_model.TFLiteModel(content=content)
-    model.check_settings(settings, argparse.Namespace(), labels)
+    model.check_settings(settings, labels)
     fingerprints = features.Fingerprinter(settings)(clips[:3])
     np.testing.assert_allclose(model.predict(fingerprints),
                                wake_word_model.predict(detector, fingerprints), atol=0.05)

@@ -127,6 +127,6 @@ def test_a_raw_audio_model_computes_log_mel():
     audio = clips()
     expected = model(features.Fingerprinter(settings)(audio), training=False).numpy()
     raw = TFLiteModel(content=content)
-    raw.check_settings(settings, None)
+    raw.check_settings(settings)
     assert raw.takes_audio
     assert np.abs(raw.predict(audio) - expected).max() <= 1e-4

@@ -4,7 +4,7 @@ import inspect
 import pytest
 
 from kws import cli, features, vocabulary
-from kws.data import shards, sources, speech_commands
+from kws.data import dataset, shards, sources, speech_commands
 
 from conftest import TINY_FEATURE_FLAGS, WANTED, make_speech_commands
 
@@ -30,10 +30,11 @@ def test_both_sources_are_training_data_and_only_shards_serve_workers(flags):
     argv, root = flags
     args = parse(*argv)
     settings = features.settings_from_flags(args)
-    memory = sources.data_from_flags(args, settings)
+    data = dataset.DataSettings.from_flags(args)
+    memory = sources.training_data(data, settings)
     assert isinstance(memory, speech_commands.AudioProcessor)
-    shards.write_shards(parse(*argv, "--shards_dir", str(root / "shards"), writing=True), settings)
-    sharded = sources.data_from_flags(parse(*argv, "--shards_dir", str(root / "shards")), settings)
+    shards.write_shards(data, str(root / "shards"), 1000, settings)
+    sharded = sources.training_data(data, settings, str(root / "shards"))
     assert isinstance(sharded, shards.ShardedData)
     for data in (memory, sharded):
         assert isinstance(data, sources.TrainingData)

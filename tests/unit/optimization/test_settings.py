@@ -40,7 +40,7 @@ def test_every_group_is_built_from_its_flags():
     assert (pruning.initial_sparsity, pruning.final_sparsity, pruning.frequency) == (0.25, 0.5, 4)
     assert (pruning.begin_step, pruning.end_step, pruning.stage_steps) == (2, 10, 12)
     assert pruning.window() == (2, 10)
-    assert technique.input_clip_percentile == 2
+    assert technique.calibration.input_clip_percentile == 2
     tuning = settings.fine_tuning
     assert (tuning.steps, tuning.learning_rates) == ((6, 6), (0.01, 0.001))
     assert (tuning.batch_size, tuning.eval_step_interval, tuning.seed) == (8, 3, 7)
@@ -57,16 +57,16 @@ def test_the_defaults_are_the_flags_defaults():
     assert settings.output == Output("/tmp/speech_commands_optimize", "/tmp/optimize_logs")
 
 
-def test_each_stage_has_its_folders_and_the_trainer_its_flags():
+def test_each_stage_has_its_folders_and_the_trainer_its_settings():
     settings = Settings.from_flags(parse("--technique", "prune_cluster_qat", "--train_dir", "out",
                                          "--summaries_dir", "logs"))
     output = optimization.stage_output(settings, 2)
     assert output == Output(os.path.join("out", "prune", "cluster"), os.path.join("logs", "prune", "cluster"))
-    flags = optimization.trainer_flags(settings, output)
-    assert (flags.train_dir, flags.summaries_dir, flags.start_checkpoint) == (output.train_dir,
-                                                                              output.summaries_dir, "")
-    assert (flags.how_many_training_steps, flags.learning_rate) == ([2000, 2000], [0.0001, 0.00002])
-    assert flags.model_architecture == "dnn"
+    training = optimization.training_settings(settings, output)
+    assert (training.train_dir, training.summaries_dir, training.start_checkpoint) == (
+        output.train_dir, output.summaries_dir, "")
+    assert (training.how_many_training_steps, training.learning_rate) == ((2000, 2000), (0.0001, 0.00002))
+    assert training.model_architecture == "dnn"
 
 
 @pytest.mark.parametrize("flags, message", [
