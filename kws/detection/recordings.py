@@ -192,18 +192,19 @@ def _words(clips: np.ndarray, labels: Sequence[int], words_list: Sequence[str]) 
     return Words(keywords, clips[labels == vocabulary.UNKNOWN_WORD_INDEX])
 
 
-def _partition_files(args: argparse.Namespace, words_list: Sequence[str]
+def _partition_files(data_dir: str, partition: str, validation_percentage: float,
+                     testing_percentage: float, words_list: Sequence[str]
                      ) -> Tuple[List[str], List[int]]:
-    """The word files of --partition of --data_dir and their labels (other words _unknown_)."""
+    """The word files of partition of data_dir (--data_dir's folders, comma-separated) and their
+    labels (other words _unknown_)."""
     paths, labels = [], []
-    for folder in dataset.data_dirs_from_flag(args.data_dir):
+    for folder in dataset.data_dirs_from_flag(data_dir):
         if not os.path.isdir(folder):
             raise UsageError(f"--data_dir {folder} is not a folder")
         for path in audio_io.word_folder_files(folder):
             word = os.path.basename(os.path.dirname(path)).lower()
-            partition = data_split.which_set(path, args.validation_percentage,
-                                             args.testing_percentage)
-            if partition != args.partition or word in NOT_WORDS:
+            if (data_split.which_set(path, validation_percentage, testing_percentage) != partition
+                    or word in NOT_WORDS):
                 continue
             paths.append(path)
             labels.append(words_list.index(word) if word in words_list[2:]
@@ -221,7 +222,8 @@ def words_from_flags(args: argparse.Namespace) -> Words:
         paths, labels = speech_commands.evaluation_folder_files(args.test_dir, words_list,
                                                                 others_as_unknown=True)
     else:
-        paths, labels = _partition_files(args, words_list)
+        paths, labels = _partition_files(args.data_dir, args.partition, args.validation_percentage,
+                                         args.testing_percentage, words_list)
     clip_samples = int(args.sample_rate * args.clip_duration_ms / 1000)
     clips, kept, errors = audio_io.load_clips(paths, args.sample_rate, clip_samples)
     audio_io.report_unreadable(errors)
