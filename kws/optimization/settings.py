@@ -92,7 +92,7 @@ class Settings:
     @classmethod
     def from_flags(cls, args: argparse.Namespace) -> "Settings":
         """Checks the flags (UsageError, before anything is loaded) and groups them."""
-        training.check_schedule(args)
+        training.check_schedule(args.how_many_training_steps, args.learning_rate)
         check_one_device(args.distribution_strategy)
         calibration.check_input_clip_percentile(args.input_clip_percentile)
         technique = Technique.from_flags(args)
