@@ -15,13 +15,14 @@ no other flag; then its deployment report and a run under TFLM. Interrupted, the
 same command goes on from the last finished stage (kws/wake_word/stages.py lists them).
 """
 import argparse
+from typing import Callable
 
 from kws import cli
 from kws.wake_word import stages
 
 
-def main(args: argparse.Namespace) -> None:
-    stages.main(args)
+def main(args: argparse.Namespace, say: Callable[[str], None] = print) -> str:
+    return stages.build(stages.Settings.from_flags(args), args.output_dir, args.jobs, say)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,6 +187,11 @@ def measure(tflite_path: str, wav: str, truth_path: str, name: str, plot_dir: st
     return figures
 
 
+def build(flags: argparse.Namespace) -> str:
+    """A detector of one row: train_wake_word.py's work on the row's flags."""
+    return stages.build(stages.Settings.from_flags(flags), flags.output_dir, flags.jobs)
+
+
 def streaming_defaults() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     detection.add_accuracy_flags(parser)
@@ -209,17 +214,17 @@ def main(args: argparse.Namespace) -> None:
     start = time.time()
     detectors = {}
     if {"text", "scratch"} & set(args.rows):
-        detectors["text"] = stages.main(row_flags(args, os.path.join(work, "text")))
+        detectors["text"] = build(row_flags(args, os.path.join(work, "text")))
     if "recordings" in args.rows:
         folder = takes(args, ten_speakers(training, args.seed), os.path.join(work, "takes"))
-        detectors["recordings"] = stages.main(row_flags(
+        detectors["recordings"] = build(row_flags(
             args, os.path.join(work, "recordings"), recordings=folder))
     if "scratch" in args.rows:
         detectors["scratch"] = train_scratch(args, os.path.join(work, "text"),
                                              os.path.join(work, "scratch"))
     if "real" in args.rows:
         folder = takes(args, training, os.path.join(work, "real_clips"))
-        detectors["real"] = stages.main(row_flags(args, os.path.join(work, "real"),
+        detectors["real"] = build(row_flags(args, os.path.join(work, "real"),
                                                      recordings=folder, synthesized_clips=0))
     streams = {"all": make_stream(args, real, negatives, "all"),
                "validation": make_stream(args, validation, negatives, "validation")}

@@ -73,7 +73,7 @@ def label_count(checkpoint: str, model: tf.keras.Model) -> int:
     return int(shapes[0][0])
 
 
-def load_backbone(text: str, feature_defaults) -> Backbone:
+def load_backbone(text: str, feature_defaults: features.ModelSettings) -> Backbone:
     """The backbone of a --backbone value, its weights loaded and frozen."""
     flags = distillation.teacher_flags(text, feature_defaults, "--backbone")
     settings = features.settings_from_flags(flags)

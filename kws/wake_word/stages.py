@@ -408,11 +408,11 @@ def _model():
     return wake_word_model
 
 
-def _feature_defaults() -> argparse.Namespace:
+def _feature_defaults() -> features.ModelSettings:
     """The fingerprint flags' defaults: a --backbone value's fingerprint flags when it gives none."""
     parser = argparse.ArgumentParser()
     features.add_feature_flags(parser)
-    return parser.parse_args([])
+    return features.settings_from_flags(parser.parse_args([]))
 
 
 def _write_json(path: str, value) -> None:
@@ -425,8 +425,10 @@ def _write_npz(path: str, **arrays: np.ndarray) -> None:
     cli.write_atomically(path, buffer.getvalue())
 
 
-def main(args: argparse.Namespace, say: Callable[[str], None] = print) -> str:
-    """train_wake_word.py: every stage not done yet; returns the detector's .tflite path."""
-    run = Run(Settings.from_flags(args), args.output_dir, args.jobs, say)
+def build(settings: Settings, output_dir: str, jobs: int,
+          say: Callable[[str], None] = print) -> str:
+    """train_wake_word.py's work: every stage not done yet in output_dir, with jobs synthesis
+    processes; returns the detector's .tflite path."""
+    run = Run(settings, output_dir, jobs, say)
     run.run()
     return run.tflite_path

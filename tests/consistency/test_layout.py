@@ -79,8 +79,6 @@ EXPECTED_FLAGS = {
 }
 
 
-# Folders still taking argparse.Namespace while they are converted on their own branches.
-NAMESPACE_PENDING = {"kws/wake_word"}
 FLAG_PARAMETERS = {"args", "flags"}  # names that hold flags when they carry no annotation
 
 FACES = ("models.py", "input_data.py")
@@ -261,9 +259,7 @@ def flag_parameters(source, path):
 def test_the_library_takes_typed_settings_not_flags():
     offenders = []
     for path in sorted((ROOT / "kws").rglob("*.py")):
-        relative = path.relative_to(ROOT).as_posix()
-        if not any(relative.startswith(folder + "/") for folder in NAMESPACE_PENDING):
-            offenders.extend(flag_parameters(path.read_text(), relative))
+        offenders.extend(flag_parameters(path.read_text(), path.relative_to(ROOT).as_posix()))
     assert offenders == []
 
 

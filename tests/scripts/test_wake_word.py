@@ -14,7 +14,7 @@ from kws.detection import detector as detection
 from kws.detection import recordings as test_recordings
 from kws.runtime import metadata
 from kws.wake_word import data as wake_word_data
-from kws.wake_word import near_misses, stages
+from kws.wake_word import near_misses
 
 from conftest import ROOT, fake_speakers, make_speech_commands, processor
 
@@ -82,7 +82,7 @@ def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_
     out = tmp_path / "happy"
     lines = []
     flags = wake_word_flags(tiny, out)
-    stages.main(train_wake_word.build_parser().parse_args(flags), lines.append)
+    train_wake_word.main(train_wake_word.build_parser().parse_args(flags), lines.append)
     detector = out / "happy.tflite"
     payload = metadata.read_metadata(detector.read_bytes())
     threshold = json.loads((out / "threshold.json").read_text())
@@ -108,7 +108,7 @@ def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_
     (out / "threshold.json").unlink()
     (out / "happy_report.json").unlink()
     again = []
-    stages.main(train_wake_word.build_parser().parse_args(flags), again.append)
+    train_wake_word.main(train_wake_word.build_parser().parse_args(flags), again.append)
     assert [line for line in again if line.startswith("[")][:5] == [
         f"[{n}/7] {name}: done ({out / done})" for n, name, done in (
             (1, "near misses", "near_misses.json"), (2, "synthesis", "synthesized.json"),
@@ -116,7 +116,7 @@ def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_
             (5, "conversion", "detector_no_threshold.tflite"))]
     assert json.loads((out / "threshold.json").read_text()) == threshold
     with pytest.raises(cli.UsageError, match="holds a run with other flags \\(--steps\\)"):
-        stages.main(train_wake_word.build_parser().parse_args(flags + ["--steps", "21"]))
+        train_wake_word.main(train_wake_word.build_parser().parse_args(flags + ["--steps", "21"]))
 
 
 def run_script(*flags) -> subprocess.CompletedProcess:
