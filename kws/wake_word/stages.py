@@ -343,8 +343,8 @@ class Run:
         return data.negative_stream(words, noises, duration_s, rate, seed)
 
     def mine_hard_negatives(self) -> None:
-        """The mining stream's windows, as the detector slides over audio (test_streaming_accuracy.py's
-        default stride), through the backbone."""
+        """The mining stream's windows, as the detector slides over audio (the default stride of
+        test_streaming_accuracy.py), through the backbone."""
         backbone, model = self.backbone, _model()
         rate = backbone.settings.sample_rate
         audio = self.mining_stream(rate, backbone.settings.desired_samples)

@@ -72,7 +72,8 @@ def wake_word_flags(tiny, output_dir, *extra) -> list:
             "--data_dir", str(data), "--background_noise_dir", str(data / "_background_noise_"),
             "--engine", "espeak", "--synthesized_clips", "6", "--near_misses", "2",
             "--near_miss_clips", "3", "--negative_clips", "40", "--stream_minutes", "1",
-            "--hard_negative_minutes", "1", "--steps", "20", "--batch_size", "32", "--jobs", "1", *extra]
+            "--hard_negative_minutes", "1", "--steps", "20", "--batch_size", "32", "--jobs", "1",
+            *extra]
 
 
 def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_flag(tiny, tmp_path,

@@ -1,4 +1,5 @@
-"""kws/wake_word/data.py: the head's training set with the mined windows, the mining stream's clips."""
+"""kws/wake_word/data.py: the head's training set with the mined windows, and the clips of the
+mining stream."""
 import numpy as np
 
 from kws.wake_word import data
