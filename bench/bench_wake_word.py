@@ -125,8 +125,8 @@ def train_scratch(args: argparse.Namespace, text_dir: str, output_dir: str) -> s
     detector = model.detector(fresh, model.head_model(backbone.embedding.output_shape[-1],
                                                       args.head_units, args.seed))
     print(f"scratch: {len(labels)} examples, {args.scratch_steps} steps")
-    model.train(detector, inputs, labels, args.scratch_steps, args.batch_size,
-                args.learning_rate, args.seed, print)
+    model.train(detector, inputs, labels, data.label_weights(labels), args.scratch_steps,
+                args.batch_size, args.learning_rate, args.seed, print)
     with np.load(run.path("representative.npz")) as saved:
         clips = saved["clips"]
     content, _ = model.convert_detector(detector, backbone.settings, backbone.architecture,

@@ -14,6 +14,12 @@ them (by a hash of the speaker, as data_split splits partitions) are kept out of
 the examples and make the negative stream, a recording of their words in noise
 (test_recordings.generate) on which the threshold is chosen, so that the false-alarm
 rate is measured on voices the detector did not learn from.
+The head also learns hard negatives: every window of a mining stream (the examples'
+speakers' clips that are no example, in noise, MINING_SEED_OFFSET: another stream than
+the negative stream), as the detector slides over audio. A word cut by the window's
+edges, or two words' halves, are what a detector trained on whole clips alone mistakes
+for its word. They are _unknown_ and weigh together HARD_NEGATIVE_WEIGHT labels
+(training_set).
 """
 import argparse
 import dataclasses
@@ -42,6 +48,8 @@ NEAR_MISS_COPIES = 2
 SILENCE_SHARE = 0.1
 RECIPE = aug.Augmentation(resample=0.1, reverb_probability=0.3, gain_db=6.0, eq_db=6.0)
 TIME_SHIFT_MS = 100.0
+MINING_SEED_OFFSET = 2  # the mining stream's seed is --seed + this (synthesis uses + 1)
+HARD_NEGATIVE_WEIGHT = 1.0  # the mined windows together weigh this many labels' examples
 CHUNK_CLIPS = 512  # clips augmented (and then fingerprinted) at once
 
 
@@ -84,6 +92,14 @@ def negative_paths(data_dirs: Sequence[str], wake_word: str, validation_percenta
                          f"{wake_word} in its training partition")
     return ([path for path in paths if not stream_speaker(path)],
             [path for path in paths if stream_speaker(path)])
+
+
+def mining_paths(train_paths: Sequence[str], examples: Sequence[str]) -> List[str]:
+    """The clips of the hard-negative mining stream: those of train_paths (the examples'
+    speakers, no wake word, no negative-stream speaker) that are no example; all of them
+    when every clip is one."""
+    used = set(examples)
+    return [path for path in train_paths if path not in used] or list(train_paths)
 
 
 def sample(paths: Sequence[str], count: int, seed: int) -> List[str]:
@@ -169,6 +185,26 @@ class Examples:
             labels = self.labels[chosen]
             rng = np.random.default_rng([seed, start])
             yield aug.apply(transforms, self.clips[chosen], labels == SILENCE_INDEX, rng), labels
+
+
+def label_weights(labels: np.ndarray) -> np.ndarray:
+    """Each example's weight: the inverse of its label's count, so that each of the three
+    labels weighs the same (a mean weight of 1)."""
+    counts = np.bincount(labels, minlength=3).astype(np.float64)
+    return (len(labels) / (3 * np.maximum(counts, 1)))[labels].astype(np.float32)
+
+
+def training_set(embeddings: np.ndarray, labels: np.ndarray, hard: np.ndarray
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head's (inputs, labels, weights): the examples weighted by label_weights, and the
+    mined windows hard as _unknown_, weighing together HARD_NEGATIVE_WEIGHT times one label."""
+    weights = label_weights(labels)
+    per_label = len(labels) / 3
+    hard_weights = np.full(len(hard), HARD_NEGATIVE_WEIGHT * per_label / max(len(hard), 1),
+                           np.float32)
+    return (np.concatenate([embeddings, hard.astype(np.float32)]),
+            np.concatenate([labels, np.full(len(hard), UNKNOWN_INDEX, labels.dtype)]),
+            np.concatenate([weights, hard_weights]))
 
 
 def negative_stream(clips: np.ndarray, noises: Sequence[np.ndarray], duration_s: int,

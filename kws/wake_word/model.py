@@ -10,7 +10,8 @@ embedding is the input of its last layer, the Dense softmax over its words
 The head reads the embedding: Dense(HEAD units, ReLU), dropout, Dense(3,
 softmax) over _silence_, _unknown_ and the wake word. It is trained alone, on
 embeddings computed once (the backbone is frozen: its batch norms in inference
-mode), with each label weighted by the inverse of its count.
+mode): the examples' and a mining stream's windows' (embed_windows), weighted as
+kws/wake_word/data.py's training_set says.
 
 The detector is one functional model: the backbone's layers up to the embedding,
 then the head's layers, so that convert.py's machinery (conversion.convert:
@@ -27,6 +28,7 @@ import numpy as np
 
 from kws import features, tf_env
 from kws.cli import UsageError
+from kws.detection import detector as detection
 from kws.export import calibration, conversion, quantization, stateful_model
 from kws.models import registry
 from kws.runtime import metadata as model_metadata
@@ -38,6 +40,7 @@ DROPOUT = 0.2
 PLACEHOLDER_LABELS = 2  # the label count a backbone is first built with, to find its last layer
 MODE = quantization.MODES[(quantization.FULL_INTEGER, "int8")]  # int8 in and out, as on a device
 PREDICT_BATCH = 256
+WINDOW_BATCH = 1024  # stream windows embedded at once
 
 
 @dataclasses.dataclass
@@ -118,12 +121,12 @@ def predict(model: tf.keras.Model, inputs: np.ndarray) -> np.ndarray:
                            for start in range(0, len(inputs), PREDICT_BATCH)])
 
 
-def train(model: tf.keras.Model, inputs: np.ndarray, labels: np.ndarray, steps: int,
-          batch_size: int, learning_rate: float, seed: int, say: Callable[[str], None]) -> float:
-    """Trains model on (inputs, labels), each label weighted by the inverse of its count,
-    with Adam and a cosine decay of learning_rate; returns the final training accuracy."""
-    counts = np.bincount(labels, minlength=3).astype(np.float64)
-    weights = (len(labels) / (3 * np.maximum(counts, 1)))[labels].astype(np.float32)
+def train(model: tf.keras.Model, inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+          steps: int, batch_size: int, learning_rate: float, seed: int,
+          say: Callable[[str], None]) -> float:
+    """Trains model on (inputs, labels), each example weighted by weights (kws/wake_word/data.py:
+    label_weights, training_set), with Adam and a cosine decay of learning_rate; returns the
+    final weighted training accuracy."""
     schedule = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     model.compile(tf.keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
                   weighted_metrics=["accuracy"])
@@ -133,7 +136,7 @@ def train(model: tf.keras.Model, inputs: np.ndarray, labels: np.ndarray, steps: 
         rows = rng.integers(0, len(labels), batch_size)
         loss, accuracy = model.train_on_batch(inputs[rows], labels[rows], sample_weight=weights[rows])
         if step % report == 0 or step == steps:
-            say(f"  step {step}/{steps}: loss {loss:.4f}, balanced accuracy {accuracy:.4f}")
+            say(f"  step {step}/{steps}: loss {loss:.4f}, weighted accuracy {accuracy:.4f}")
     return float(accuracy)
 
 
@@ -151,6 +154,21 @@ def embed_examples(backbone: Backbone, chunks: Iterable[Tuple[np.ndarray, np.nda
         say(sum(map(len, labels)))
     return (np.concatenate(embeddings), np.concatenate(labels),
             np.concatenate(clips_kept)[:representative])
+
+
+def embed_windows(backbone: Backbone, windows: detection.SlidingWindows,
+                  say: Callable[[int], None]) -> np.ndarray:
+    """The backbone's embedding of every window of a recording, WINDOW_BATCH at a time, as
+    float16 (a long stream's windows are many: an hour every 30 ms is 120,000)."""
+    embedding = backbone.embedding
+    embed = tf.function(lambda inputs: embedding(inputs, training=False), input_signature=[
+        tf.TensorSpec([None, backbone.settings.fingerprint_size], tf.float32)])
+    parts = []
+    for start in range(0, len(windows), WINDOW_BATCH):
+        rows = np.arange(start, min(start + WINDOW_BATCH, len(windows)))
+        parts.append(embed(windows.fingerprints(rows)).numpy().astype(np.float16))
+        say(int(rows[-1]) + 1)
+    return np.concatenate(parts)
 
 
 def convert_detector(model: tf.keras.Model, settings: features.ModelSettings, architecture: str,

@@ -14,12 +14,15 @@ run with other flags is refused).
 3. examples (embeddings.npz, representative.npy, negative_stream.wav): the augmented
    examples (kws/wake_word/data.py) through the frozen backbone, the calibration clips and
    the negative stream;
-4. head (head/): the head trained on the embeddings (kws/wake_word/model.py);
-5. conversion (detector_no_threshold.tflite): backbone and head as one int8 .tflite;
-6. threshold (threshold.json): the lowest threshold with at most --false_alarms_per_hour
+4. hard negatives (hard_negatives.npz): every window of a mining stream (--hard_negative_minutes
+   of other words in noise, not the negative stream), one per detection stride, through the
+   backbone;
+5. head (head/): the head trained on the embeddings and those windows (kws/wake_word/model.py);
+6. conversion (detector_no_threshold.tflite): backbone and head as one int8 .tflite;
+7. threshold (threshold.json): the lowest threshold with at most --false_alarms_per_hour
    on the negative stream, scored by that .tflite as test_streaming_accuracy.py scores
    (its default detection flags);
-7. the detector (<word>.tflite, <word>_report.json): the .tflite with the threshold in its
+8. the detector (<word>.tflite, <word>_report.json): the .tflite with the threshold in its
    metadata, its deployment report and a run under TensorFlow Lite for Microcontrollers.
 TensorFlow is imported by the stages that need it (wake_word_model), not with this
 module: the synthesis processes import the script again and need none.
@@ -32,13 +35,14 @@ import io
 import json
 import os
 import re
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
 from kws import cli, features, vocabulary
 from kws.cli import UsageError
 from kws.data import audio_io, dataset, speech_commands, synthesis, synthesis_engines
+from kws.detection import detector as detection
 from kws.detection import recordings as test_recordings
 from kws.runtime import metadata as model_metadata
 from kws.runtime import report as tflite_report
@@ -87,6 +91,10 @@ def add_flags(parser: argparse.ArgumentParser, run: bool = True) -> None:
                         help="At most this many real clips of other words as negatives.")
     source.add_argument("--stream_minutes", type=cli.positive_int, default=120,
                         help="Length of the negative stream the threshold is chosen on.")
+    source.add_argument("--hard_negative_minutes", type=cli.positive_int, default=120,
+                        help="Length of the stream of other words (the examples' speakers, "
+                             "clips that are no example) whose every window, one per detection "
+                             "stride, the head learns as _unknown_ (hard negatives).")
     voices = parser.add_argument_group("synthesis")
     voices.add_argument("--engine", choices=synthesis_engines.ENGINES, default="both",
                         help="The synthesizers of the wake word and the near misses.")
@@ -124,6 +132,7 @@ class Settings:
     testing_percentage: float
     negative_clips: int
     stream_minutes: int
+    hard_negative_minutes: int
     engine: str
     synthesized_clips: int
     near_misses: int
@@ -220,6 +229,7 @@ class Run:
         return [("near misses", self.path("near_misses.json"), self.find_near_misses),
                 ("synthesis", self.path("synthesized.json"), self.synthesize),
                 ("examples", self.path("negative_stream.wav"), self.make_examples),
+                ("hard negatives", self.path("hard_negatives.npz"), self.mine_hard_negatives),
                 ("head", self.path("head", "head.ckpt.index"), self.train_head),
                 ("conversion", self.path("detector_no_threshold.tflite"), self.convert),
                 ("threshold", self.path("threshold.json"), self.choose_threshold),
@@ -272,9 +282,7 @@ class Run:
         """The examples (clips of samples at rate), the noise recordings and the negative
         stream's clips (paths)."""
         settings = self.settings
-        train_paths, stream_paths = data.negative_paths(
-            self.data_dirs, settings.wake_word, settings.validation_percentage,
-            settings.testing_percentage)
+        negatives, _, stream_paths = self.negative_sources()
         folder = self.path("synthesized")
         synthesized = {word: data.load(audio_io.audio_files(os.path.join(folder, word)), rate, samples)
                        for word in [settings.wake_word] * bool(settings.synthesized_clips)
@@ -285,8 +293,7 @@ class Run:
         parts = [(synthesized.get(settings.wake_word, recordings[:0]), data.WAKE_WORD_INDEX,
                   data.POSITIVE_COPIES),
                  (recordings, data.WAKE_WORD_INDEX, data.recording_copies(len(recordings))),
-                 (data.load(data.sample(train_paths, settings.negative_clips, settings.seed),
-                            rate, samples), data.UNKNOWN_INDEX, 1)]
+                 (data.load(negatives, rate, samples), data.UNKNOWN_INDEX, 1)]
         if near:
             parts.append((np.concatenate(near), data.UNKNOWN_INDEX, data.NEAR_MISS_COPIES))
         noises = audio_io.load_background_noise([settings.background_noise_dir], rate)
@@ -313,12 +320,52 @@ class Run:
         self.say(f"  negative stream: {settings.stream_minutes} min of {len(words)} clips of "
                  "other words in noise, from speakers the examples do not have")
 
+    def negative_sources(self) -> Tuple[List[str], List[str], List[str]]:
+        """The clips of other words of the training partition: (the examples', the mining
+        stream's, the negative stream's)."""
+        settings = self.settings
+        train_paths, stream_paths = data.negative_paths(
+            self.data_dirs, settings.wake_word, settings.validation_percentage,
+            settings.testing_percentage)
+        examples = data.sample(train_paths, settings.negative_clips, settings.seed)
+        return examples, data.mining_paths(train_paths, examples), stream_paths
+
+    def mining_stream(self, rate: int, samples: int) -> np.ndarray:
+        """The stream hard negatives are mined from: --hard_negative_minutes of the examples'
+        speakers' words that are no example, in noise; not the negative stream the threshold
+        is chosen on (other speakers, other clips, another seed)."""
+        settings = self.settings
+        seed = settings.seed + data.MINING_SEED_OFFSET
+        duration_s = settings.hard_negative_minutes * 60
+        words = data.load(data.sample(self.negative_sources()[1], duration_s // SLOT_S + 1, seed),
+                          rate, samples)
+        noises = audio_io.load_background_noise([settings.background_noise_dir], rate)
+        return data.negative_stream(words, noises, duration_s, rate, seed)
+
+    def mine_hard_negatives(self) -> None:
+        """The mining stream's windows, as the detector slides over audio (the default stride of
+        test_streaming_accuracy.py), through the backbone."""
+        backbone, model = self.backbone, _model()
+        rate = backbone.settings.sample_rate
+        audio = self.mining_stream(rate, backbone.settings.desired_samples)
+        stride = int(round(rate * data.detection_defaults().clip_stride_ms / 1000))
+        windows = detection.SlidingWindows(audio, backbone.settings, stride)
+        self.say(f"  {self.settings.hard_negative_minutes} min of other words: {len(windows)} "
+                 f"windows, one every {stride * 1000 / rate:g} ms")
+        embeddings = model.embed_windows(backbone, windows,
+                                         progress(self.say, "windows embedded", len(windows)))
+        _write_npz(self.path("hard_negatives.npz"), embeddings=embeddings)
+
     def train_head(self) -> None:
         settings, model = self.settings, _model()
         with np.load(self.path("embeddings.npz")) as saved:
             embeddings, labels = saved["embeddings"], saved["labels"]
+        with np.load(self.path("hard_negatives.npz")) as saved:
+            inputs, labels, weights = data.training_set(embeddings, labels, saved["embeddings"])
+        self.say(f"  {len(embeddings)} examples and {len(inputs) - len(embeddings)} windows of "
+                 "the mining stream")
         head = model.head_model(embeddings.shape[1], settings.head_units, settings.seed)
-        model.train(head, embeddings, labels, settings.steps, settings.batch_size,
+        model.train(head, inputs, labels, weights, settings.steps, settings.batch_size,
                     settings.learning_rate, settings.seed, self.say)
         checkpoints.save_weights_atomically(head, self.path("head", "head.ckpt"))
 

@@ -70,9 +70,10 @@ EXPECTED_FLAGS = {
     "train_wake_word.py": {"--wake_word", "--output_dir", "--recordings", "--backbone",
                            "--false_alarms_per_hour", "--data_dir", "--background_noise_dir",
                            "--validation_percentage", "--testing_percentage", "--negative_clips",
-                           "--stream_minutes", "--engine", "--synthesized_clips", "--near_misses",
-                           "--near_miss_clips", "--near_miss_words", "--jobs", "--head_units",
-                           "--steps", "--batch_size", "--learning_rate", "--seed"},
+                           "--stream_minutes", "--hard_negative_minutes", "--engine",
+                           "--synthesized_clips", "--near_misses", "--near_miss_clips",
+                           "--near_miss_words", "--jobs", "--head_units", "--steps",
+                           "--batch_size", "--learning_rate", "--seed"},
     "test_streaming_accuracy.py": SCORER_FLAGS | DETECTION_FLAGS |
     {"--wav", "--ground_truth", "--time_tolerance_ms", "--sweep_thresholds", "--output_json",
      "--plot_dir"},

@@ -1,5 +1,5 @@
-"""The wake-word detector: --exclude_words, near misses, the threshold chooser, the whole
-train_wake_word.py command on a tiny backbone, and its bad inputs."""
+"""The wake-word detector: --exclude_words, near misses, the hard negatives' stream, the
+threshold chooser, the whole train_wake_word.py command on a tiny backbone, and its bad inputs."""
 import json
 import os
 import subprocess
@@ -14,7 +14,7 @@ from kws.detection import detector as detection
 from kws.detection import recordings as test_recordings
 from kws.runtime import metadata
 from kws.wake_word import data as wake_word_data
-from kws.wake_word import near_misses
+from kws.wake_word import near_misses, stages
 
 from conftest import ROOT, fake_speakers, make_speech_commands, processor
 
@@ -72,7 +72,8 @@ def wake_word_flags(tiny, output_dir, *extra) -> list:
             "--data_dir", str(data), "--background_noise_dir", str(data / "_background_noise_"),
             "--engine", "espeak", "--synthesized_clips", "6", "--near_misses", "2",
             "--near_miss_clips", "3", "--negative_clips", "40", "--stream_minutes", "1",
-            "--steps", "20", "--batch_size", "32", "--jobs", "1", *extra]
+            "--hard_negative_minutes", "1", "--steps", "20", "--batch_size", "32", "--jobs", "1",
+            *extra]
 
 
 def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_flag(tiny, tmp_path,
@@ -90,7 +91,18 @@ def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_
     assert payload["threshold"] == threshold["threshold"] and threshold["false_alarms"] == 0
     report = json.loads((out / "happy_report.json").read_text())
     assert report["tflm_arena_bytes"] > 0 and "largest difference" in report["tflm"]
-    assert any(line.startswith("[7/7] detector") for line in lines)
+    assert any(line.startswith("[8/8] detector") for line in lines)
+    # the head learned every window of a minute of the mining stream, one every 30 ms
+    windows = (60 - 1) * 1000 // 30 + 1
+    with np.load(out / "hard_negatives.npz") as saved:
+        assert len(saved["embeddings"]) == windows
+    assert any(line.endswith(f"and {windows} windows of the mining stream") for line in lines)
+    # the threshold's negative stream is not the mined one
+    run = stages.Run(stages.Settings.from_flags(train_wake_word.build_parser().parse_args(flags)),
+                     str(out), 1)
+    chosen_on = test_recordings.read_recording(str(out / "negative_stream.wav"), 16000)
+    mined = run.mining_stream(16000, 16000)
+    assert len(mined) == len(chosen_on) and not np.array_equal(mined, chosen_on)
     # the file alone: test_streaming_accuracy.py takes its settings and threshold from it
     positives = wake_word_data.load(sorted(map(str, (out / "synthesized" / "happy").glob("*.wav"))),
                                     16000, 16000)
@@ -109,14 +121,31 @@ def test_the_whole_command_writes_a_detector_that_scores_a_stream_with_no_other_
     (out / "happy_report.json").unlink()
     again = []
     train_wake_word.main(train_wake_word.build_parser().parse_args(flags), again.append)
-    assert [line for line in again if line.startswith("[")][:5] == [
-        f"[{n}/7] {name}: done ({out / done})" for n, name, done in (
+    assert [line for line in again if line.startswith("[")][:6] == [
+        f"[{n}/8] {name}: done ({out / done})" for n, name, done in (
             (1, "near misses", "near_misses.json"), (2, "synthesis", "synthesized.json"),
-            (3, "examples", "negative_stream.wav"), (4, "head", "head/head.ckpt.index"),
-            (5, "conversion", "detector_no_threshold.tflite"))]
+            (3, "examples", "negative_stream.wav"), (4, "hard negatives", "hard_negatives.npz"),
+            (5, "head", "head/head.ckpt.index"), (6, "conversion", "detector_no_threshold.tflite"))]
     assert json.loads((out / "threshold.json").read_text()) == threshold
     with pytest.raises(cli.UsageError, match="holds a run with other flags \\(--steps\\)"):
         train_wake_word.main(train_wake_word.build_parser().parse_args(flags + ["--steps", "21"]))
+
+
+def test_hard_negatives_are_mined_from_other_words_of_other_speakers_than_the_threshold_stream(
+        tiny, tmp_path):
+    import train_wake_word
+    flags = wake_word_flags(tiny, tmp_path / "bed", "--wake_word", "bed")
+    run = stages.Run(stages.Settings.from_flags(train_wake_word.build_parser().parse_args(flags)),
+                     str(tmp_path / "bed"), 1)
+    examples, mined, stream = run.negative_sources()
+    assert mined and not set(mined) & set(examples)
+    words = {os.path.basename(os.path.dirname(path)) for path in mined + stream}
+    assert words == {"yes", "no", "up", "dog"}  # never the wake word
+
+    def speakers(paths):
+        return {os.path.basename(path).split("_nohash_")[0] for path in paths}
+    assert speakers(stream) and not speakers(mined) & speakers(stream)
+    assert not any(map(wake_word_data.stream_speaker, mined))
 
 
 def run_script(*flags) -> subprocess.CompletedProcess:
