@@ -6,7 +6,7 @@ import pytest
 
 import train
 from kws import cli, features, graph_features, tf_env
-from kws.data import augmentation, speech_commands
+from kws.data import augmentation
 from kws.models import registry
 from kws.training import checkpoints, distillation
 
@@ -27,7 +27,7 @@ def test_soft_target_loss_is_zero_for_the_teacher_itself_and_grows_with_the_gap(
 
 
 def test_teacher_flags_take_the_students_fingerprint_flags_unless_given():
-    student = speech_commands.model_settings_from_flags(train.build_parser().parse_args(
+    student = features.settings_from_flags(train.build_parser().parse_args(
         ["--dct_coefficient_count", "10", "--window_stride_ms", "20"]))
     flags = distillation.teacher_flags("ckpt --model_architecture dnn --model_size_info 8 8 "
                                        "--window_stride_ms 40", student)

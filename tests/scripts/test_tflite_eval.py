@@ -71,7 +71,7 @@ def test_mismatched_input_says_which_settings_fit(dnn_files):
 
 
 def test_hint_for_a_dnn_input_of_250():
-    settings = speech_commands.model_settings_from_flags(parse(["--tflite_path", "x.tflite"]))
+    settings = features.settings_from_flags(parse(["--tflite_path", "x.tflite"]))
     hint = tflite_model.fingerprint_hint(250, settings)
     assert "25 frames x 10 coefficients" in hint
     assert "--window_stride_ms 40 --dct_coefficient_count 10" in hint
