@@ -261,7 +261,6 @@ class AudioProcessor:
 
     def _training_batches(self, batch_size: int, start_step: int
                           ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-        labels = self.labels["training"]
         for step, clip_rows, batch_labels in self.training_rows(batch_size, start_step):
             rng = np.random.default_rng([self.seed, 1 << 20, step])
             yield self.augment(self.audio["training"][clip_rows], batch_labels, rng), batch_labels

@@ -41,7 +41,7 @@ def recode(folder, extension: str) -> int:
 @pytest.mark.parametrize("extension", sorted(COMPRESSED))
 def test_every_audio_format_is_data(tmp_path, extension):
     data = make_speech_commands(tmp_path / "data")
-    clips = recode(data, extension)
+    recode(data, extension)
     audio = processor(data, audio_cache_dir="")
     entries = [entry for partition in speech_commands.PARTITIONS for entry in audio.data_index[partition]]
     keyword_files = [path for path in data.glob(f"*/*{extension}") if path.parent.name in WANTED]
