@@ -180,3 +180,13 @@ def tiny_settings(architecture: str, clip_duration_ms: int = 1000):
     if architecture == "bc_resnet":
         return prepare_model_settings(SAMPLE_RATE, clip_duration_ms, 40, 20, 40, "log_mel")
     return prepare_model_settings(SAMPLE_RATE, clip_duration_ms, 40, 20, 10)
+
+
+def mfcc_like_fingerprints(count: int, settings=None, seed: int = 0) -> np.ndarray:
+    """float32 [count, fingerprint_size] MFCC-like fingerprints: a large first coefficient,
+    small others; settings default to tiny_settings of the MFCC architectures."""
+    settings = settings or tiny_settings("dnn")
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0, 3, (count, settings.spectrogram_length, settings.dct_coefficient_count))
+    values[:, :, 0] = rng.normal(-20, 15, (count, settings.spectrogram_length))
+    return values.reshape(count, -1).astype(np.float32)

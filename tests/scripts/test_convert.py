@@ -21,7 +21,7 @@ from kws.runtime import report as tflite_report
 from kws.training import checkpoints
 
 from conftest import (ROOT, SHARED, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands,
-                      tiny_settings)
+                      mfcc_like_fingerprints, tiny_settings)
 
 tf = tf_env.import_tensorflow()
 
@@ -53,14 +53,6 @@ def tiny_model(architecture, settings=SETTINGS, seed=0):
     tf.keras.utils.set_random_seed(seed)
     return registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture),
                                  label_count=LABELS)
-
-
-def fingerprints(count, settings=SETTINGS, seed=0):
-    """MFCC-like fingerprints: a large first coefficient, small others."""
-    rng = np.random.default_rng(seed)
-    values = rng.normal(0, 3, (count, settings.spectrogram_length, settings.dct_coefficient_count))
-    values[:, :, 0] = rng.normal(-20, 15, (count, settings.spectrogram_length))
-    return values.reshape(count, -1).astype(np.float32)
 
 
 def first_step_recurrent_macs(model):
@@ -156,7 +148,7 @@ def test_peak_memory_of_a_tiny_dnn_equals_the_hand_computed_value():
     # 250 -> 16 -> 16 -> 4
     model = registry.create_model(settings, "dnn", (16, 16), label_count=LABELS)
     n = settings.fingerprint_size
-    representative = fingerprints(8, settings)
+    representative = mfcc_like_fingerprints(8, settings)
 
     float_report = tflite_report.analyze(
         quantization.to_tflite(model, FLOAT32, None))
@@ -191,7 +183,7 @@ def test_liveness_plan_of_a_hand_made_graph():
 
 
 def test_c_array_holds_the_model_and_its_length(tmp_path):
-    content = quantization.to_tflite(tiny_model("dnn"), INT8_IO, fingerprints(4))
+    content = quantization.to_tflite(tiny_model("dnn"), INT8_IO, mfcc_like_fingerprints(4))
     tflite_path = str(tmp_path / "dnn_quantized.tflite")
     cli.write_atomically(tflite_path, content)
     source_path, header_path = tflite_report.write_c_array(tflite_path, content)
@@ -251,7 +243,7 @@ def saturated_lstm():
     settings = features.prepare_model_settings(16000, 200, 40, 20, 10)
     model = tiny_model("basic_lstm", settings)
     model.set_weights([weight * 20 for weight in model.get_weights()])
-    return model, fingerprints(16, settings)
+    return model, mfcc_like_fingerprints(16, settings)
 
 
 def test_ranges_read_by_saturating_activations_are_limited(monkeypatch):
@@ -321,7 +313,7 @@ def test_products_of_limited_ranges_are_narrowed(monkeypatch):
 
 @pytest.mark.parametrize("silent_clips", [5, 30])  # 0.2% and 1.2% of the values
 def test_input_range_clips_digital_silence_only(silent_clips):
-    values = fingerprints(50)
+    values = mfcc_like_fingerprints(50)
     values[:silent_clips, :10] = -247.0  # frames of digital silence
     clipped = calibration.clip_input_range(values, 1.0)
     assert clipped.min() > -247.0

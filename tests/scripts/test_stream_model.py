@@ -18,8 +18,8 @@ from kws.models import registry
 from kws.runtime import metadata, tflite_model
 from kws.training import checkpoints
 
-from conftest import (ROOT, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands, tiny_settings,
-                      write_wav)
+from conftest import (ROOT, TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands,
+                      mfcc_like_fingerprints, tiny_settings, write_wav)
 
 tf = tf_env.import_tensorflow()
 
@@ -46,14 +46,6 @@ def tiny_model(architecture, settings=SETTINGS, seed=0, size_info=None):
                                  label_count=LABELS)
 
 
-def fingerprints(count, settings=SETTINGS, seed=0):
-    """MFCC-like fingerprints: a large first coefficient, small others."""
-    rng = np.random.default_rng(seed)
-    values = rng.normal(0, 3, (count, settings.spectrogram_length, settings.dct_coefficient_count))
-    values[:, :, 0] = rng.normal(-20, 15, (count, settings.spectrogram_length))
-    return values.reshape(count, -1).astype(np.float32)
-
-
 # ---------------------------------------------------------------- Keras
 
 
@@ -65,7 +57,7 @@ def test_streamed_clip_scores_equal_the_model(architecture, window_size_ms, wind
     settings = features.prepare_model_settings(16000, 1000, window_size_ms, window_stride_ms, 10)
     model = tiny_model(architecture, settings)
     streaming_model = stateful_model.streaming_model(model, settings, architecture)
-    inputs = fingerprints(3, settings)
+    inputs = mfcc_like_fingerprints(3, settings)
     scores, calls = streaming_model.stream_clips(inputs)
     np.testing.assert_allclose(scores, model(inputs, training=False).numpy(),
                                atol=FLOAT_TOLERANCE)
@@ -109,7 +101,7 @@ def converted():
             streaming_model = stateful_model.streaming_model(model, SETTINGS, architecture)
             cache[architecture] = (model, {
                 "float": quantization.to_tflite(streaming_model, FLOAT32),
-                "int8": quantization.to_tflite(streaming_model, INT8, fingerprints(12))})
+                "int8": quantization.to_tflite(streaming_model, INT8, mfcc_like_fingerprints(12))})
         return cache[architecture]
     return get
 
@@ -117,7 +109,7 @@ def converted():
 @pytest.mark.parametrize("architecture", STREAMABLE)
 def test_tflite_streaming_model_gives_the_model_scores(converted, architecture):
     model, contents = converted(architecture)
-    inputs = fingerprints(4, seed=1)
+    inputs = mfcc_like_fingerprints(4, seed=1)
     expected = model(inputs, training=False).numpy()
     for kind, tolerance in (("float", FLOAT_TOLERANCE), ("int8", INT8_TOLERANCE)):
         tflite = tflite_model.TFLiteModel(content=contents[kind])
@@ -131,7 +123,7 @@ def test_tflite_streaming_model_gives_the_model_scores(converted, architecture):
 @pytest.mark.parametrize("architecture", STREAMABLE)
 def test_tflm_runs_the_int8_streaming_model(converted, architecture):
     _, contents = converted(architecture)
-    inputs = fingerprints(2, seed=2)
+    inputs = mfcc_like_fingerprints(2, seed=2)
     litert = tflite_model.TFLiteModel(content=contents["int8"]).predict(inputs)
     tflm = tflite_model.TFLiteModel(content=contents["int8"], runtime="tflm").predict(inputs)
     np.testing.assert_allclose(tflm, litert, atol=0.01)
@@ -145,7 +137,7 @@ def test_recording_scores_match_the_windows(converted, architecture, every_windo
     model, contents = converted(architecture)
     runner = tflite_model.TFLiteModel(content=contents["float"]).stream
     s = SETTINGS
-    frames = fingerprints(1, features.prepare_model_settings(16000, 3000, 40, 20, 10))
+    frames = mfcc_like_fingerprints(1, features.prepare_model_settings(16000, 3000, 40, 20, 10))
     frames = frames.reshape(-1, s.dct_coefficient_count)
     scores, starts = runner.recording_scores(frames, s)
     first = starts // s.window_stride_samples

@@ -7,7 +7,7 @@ import pytest
 
 import label_wav
 import test_tflite
-from kws import cli, features, tf_env
+from kws import cli, tf_env
 from kws.cli import UsageError
 from kws.export import quantization
 from kws.models import registry
@@ -15,25 +15,17 @@ from kws.runtime import report as tflite_report
 from kws.runtime import tflite_model
 from kws.runtime import tflm as tflm_runtime
 
-from conftest import TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands, tiny_settings
+from conftest import (TINY_FEATURE_FLAGS, TINY_SIZE_INFO, make_speech_commands,
+                      mfcc_like_fingerprints, tiny_settings)
 
 tf = tf_env.import_tensorflow()
 
 INT8 = quantization.MODES[(quantization.FULL_INTEGER, "float32")]
 INT8_IO = quantization.MODES[(quantization.FULL_INTEGER, "int8")]
 FLOAT16 = quantization.MODES[(quantization.FLOAT16, "float32")]
-SETTINGS = features.prepare_model_settings(16000, 1000, 40, 20, 10)  # TINY_FEATURE_FLAGS
 LABELS = 4
 SHAPE_ARITHMETIC = {"SHAPE", "STRIDED_SLICE", "FILL"}
 SOFTMAX_STEP = 1 / 256  # the int8 softmax output's fixed scale
-
-
-def fingerprints(count, seed=0, settings=SETTINGS):
-    """MFCC-like fingerprints: a large first coefficient, small others."""
-    rng = np.random.default_rng(seed)
-    values = rng.normal(0, 3, (count, settings.spectrogram_length, settings.dct_coefficient_count))
-    values[:, :, 0] = rng.normal(-20, 15, (count, settings.spectrogram_length))
-    return values.reshape(count, -1).astype(np.float32)
 
 
 def tiny_int8(architecture, mode=INT8):
@@ -41,7 +33,7 @@ def tiny_int8(architecture, mode=INT8):
     settings = tiny_settings(architecture)
     model = registry.create_model(settings, architecture, TINY_SIZE_INFO.get(architecture),
                                   label_count=LABELS)
-    return quantization.to_tflite(model, mode, fingerprints(16, settings=settings))
+    return quantization.to_tflite(model, mode, mfcc_like_fingerprints(16, settings=settings))
 
 
 def scores(content, runtime, inputs):
@@ -59,7 +51,7 @@ def test_int8_model_is_batch_one_and_runs_on_tflm_as_on_litert(architecture):
     report = tflite_report.analyze(content)
     assert report["input"][0]["shape"][0] == 1
     assert not SHAPE_ARITHMETIC & set(report["ops"]), report["ops"]
-    inputs = fingerprints(6, seed=1, settings=tiny_settings(architecture))
+    inputs = mfcc_like_fingerprints(6, seed=1, settings=tiny_settings(architecture))
     tflm = scores(content, tflite_model.TFLM, inputs)
     assert np.abs(tflm - scores(content, tflite_model.LITERT_REFERENCE, inputs)).max() <= \
         3 * SOFTMAX_STEP + 1e-6
