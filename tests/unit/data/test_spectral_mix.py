@@ -45,7 +45,7 @@ def test_spectral_batches_equal_the_audio_mix(data_dir, preprocess, window, stri
     assert np.abs(draws.shifts).max() <= 1600 // hop and (draws.volumes > 0).any() and draws.volumes[-1] > 0
     mixed = spectral_mix.fingerprints(mixer.magnitude(np.arange(len(clips)), draws), settings)
     expected = features.Fingerprinter(settings)(audio_mix(clips, noises, draws, hop, settings))
-    # float16 spectra: within 0.01 where the features span about 30 (log-mel) to 250 (MFCC);
+    # bfloat16 spectra: within 0.01 where the features span about 30 (log-mel) to 250 (MFCC);
     # a shift one hop off is 25 to 240 away
     np.testing.assert_allclose(mixed, expected, atol=0.02, rtol=0)
 
@@ -84,3 +84,14 @@ def test_masks_apply_to_spectral_batches(data_dir):
     frames = masked.model_settings.spectrogram_length
     rows = x.numpy().reshape(8, frames, -1)
     assert (np.all(rows == 0, axis=2)).any()
+
+
+def test_bfloat16_bits_round_to_nearest_and_widen_back():
+    values = np.array([0.0, -0.0, 1.0, -3.5, 1e-30, 3e38, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-8 + 2**-20],
+                      np.float32)
+    widened = np.empty_like(values)
+    spectral_mix.widen_bfloat16(spectral_mix.bfloat16_bits(values), widened)
+    # 7 mantissa bits: ties go to the even one (1 + 2**-8 -> 1, 1 + 3 * 2**-8 -> 1 + 2**-6), above a tie up
+    np.testing.assert_array_equal(widened[[0, 2, 3, 6, 7, 8]], [0.0, 1.0, -3.5, 1.0, 1 + 2**-6, 1 + 2**-7])
+    assert np.signbit(widened[1])
+    np.testing.assert_allclose(widened, values, rtol=2**-8, atol=0)
