@@ -11,6 +11,13 @@ EVALUATION_SILENCE_PERCENTAGE and EVALUATION_UNKNOWN_PERCENTAGE drawn with
 EVALUATION_SEED -- so that two recipes are scored on the same clips.
 `--evaluation_partitions flags` gives them the training flags too, as Arm's and
 TensorFlow's scripts do.
+
+A second hash of the speaker (`held_out_rank`, 0 to 99) marks speakers of the
+training partition that a model may be kept from hearing: train_wake_word.py
+chooses its threshold on a stream of the first STREAM_SPEAKER_PERCENT of them
+(kws/wake_word/data.py), and `--held_out_speaker_percentage` leaves the first
+that many percent out of a model's training (a backbone that never heard the
+threshold's voices).
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ EVALUATION_SILENCE_PERCENTAGE = 10.0  # the data set's defaults
 EVALUATION_UNKNOWN_PERCENTAGE = 10.0
 EVALUATION_SEED = RANDOM_SEED
 EVALUATION_PARTITIONS = ("fixed", "flags")
+HELD_OUT_SALT = "stream:"  # of held_out_rank's hash (the wake-word negative stream's, first)
 UNKNOWN_DRAWS = ("per_batch", "once")
 
 Index = Dict[str, List[Tuple[str, int]]]  # partition -> [(path, label index)]; silence: path ''
@@ -85,9 +93,7 @@ def which_set(filename: str, validation_percentage: float, testing_percentage: f
     partition, so a speaker's clips stay together and the split is stable as
     files are added.
     """
-    base_name = os.path.basename(filename)
-    hash_name = re.sub(r"_nohash_.*$", "", base_name)
-    hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    hash_name_hashed = hashlib.sha1(speaker_of(filename).encode("utf-8")).hexdigest()
     percentage_hash = ((int(hash_name_hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) *
                        (100.0 / MAX_NUM_WAVS_PER_CLASS))
     if percentage_hash < validation_percentage:
@@ -97,14 +103,32 @@ def which_set(filename: str, validation_percentage: float, testing_percentage: f
     return "training"
 
 
+def speaker_of(filename: str) -> str:
+    """The speaker of a clip: its file name up to `_nohash_`."""
+    return re.sub(r"_nohash_.*$", "", os.path.basename(filename))
+
+
+def held_out_rank(filename: str) -> int:
+    """0 to 99, by a SHA-1 of the clip's speaker other than which_set's: the speakers of rank
+    below p are p percent of them, the same whatever the folder holds."""
+    digest = hashlib.sha1(f"{HELD_OUT_SALT}{speaker_of(filename)}".encode()).hexdigest()
+    return int(digest, 16) % 100
+
+
 def scan(data_dirs: Sequence[str], extra_unknown_dirs: Sequence[str], wanted_words: Sequence[str],
          validation_percentage: float, testing_percentage: float,
-         exclude_words: Sequence[str] = ()) -> Tuple[Index, Index]:
+         exclude_words: Sequence[str] = (), held_out_speaker_percentage: float = 0
+         ) -> Tuple[Index, Index]:
     """(keyword clips, unknown-word clips) of each partition, from the word folders of the
     data folders (every word not wanted is unknown) and of the extra unknown folders; the
-    clips of exclude_words are in none of them (--exclude_words: words a model never hears)."""
+    clips of exclude_words are in none of them (--exclude_words: words a model never hears),
+    and the training partition leaves out speakers of held_out_rank below
+    held_out_speaker_percentage."""
     if validation_percentage + testing_percentage >= 100:
         raise UsageError("--validation_percentage plus --testing_percentage must be below 100")
+    if not 0 <= held_out_speaker_percentage < 100:
+        raise UsageError(f"--held_out_speaker_percentage must be at least 0 and below 100, got "
+                         f"{held_out_speaker_percentage:g}")
     excluded = {word.lower() for word in exclude_words}
     both = sorted(excluded & set(wanted_words))
     if both:
@@ -124,6 +148,8 @@ def scan(data_dirs: Sequence[str], extra_unknown_dirs: Sequence[str], wanted_wor
         if word in excluded:
             continue
         partition = which_set(path, validation_percentage, testing_percentage)
+        if partition == "training" and held_out_rank(path) < held_out_speaker_percentage:
+            continue
         if word in wanted_index:
             keywords[partition].append((path, wanted_index[word]))
         else:
@@ -140,6 +166,8 @@ def scan(data_dirs: Sequence[str], extra_unknown_dirs: Sequence[str], wanted_wor
             if word in wanted_index or word in excluded or word.startswith("_"):
                 continue  # keywords, excluded words, _silence_, _unknown_, noise: not unknowns
             partition = which_set(path, validation_percentage, testing_percentage)
+            if partition == "training" and held_out_rank(path) < held_out_speaker_percentage:
+                continue
             unknowns[partition].append((path, UNKNOWN_WORD_INDEX))
     for flag, words in (("--wanted_words", wanted_words), ("--exclude_words", sorted(excluded))):
         missing = [word for word in words if word not in all_words]

@@ -54,6 +54,7 @@ class DataSettings:
     evaluation_partitions: str = "fixed"
     unknown_draw: str = "per_batch"
     exclude_words: Tuple[str, ...] = ()
+    held_out_speaker_percentage: float = 0
     data_url: str = ""  # downloaded into the first folder of data_dir when it is not there
     test_dir: Optional[str] = None  # the evaluation folder (one folder per label)
 
@@ -71,7 +72,8 @@ class DataSettings:
             args.seed, Augmentation.from_flags(args), tuple(args.extra_unknown_dirs or ()),
             getattr(args, "validation_dir", None), args.background_noise_dir,
             getattr(args, "audio_cache_dir", None), args.evaluation_partitions, args.unknown_draw,
-            tuple(args.exclude_words or ()), args.data_url, getattr(args, "test_dir", None))
+            tuple(args.exclude_words or ()), args.held_out_speaker_percentage, args.data_url,
+            getattr(args, "test_dir", None))
 
 
 @dataclasses.dataclass
@@ -105,7 +107,8 @@ class DataIndex:
                                            settings.evaluation_partitions)
         keywords, unknowns = data_split.scan(data_dirs, extra, settings.wanted_words,
                                              settings.validation_percentage,
-                                             settings.testing_percentage, settings.exclude_words)
+                                             settings.testing_percentage, settings.exclude_words,
+                                             settings.held_out_speaker_percentage)
         data_index = data_split.compose(keywords, unknowns, mixes, settings.evaluation_partitions)
         per_batch = data_split.check_unknown_draw(settings.unknown_draw) == "per_batch"
         pool = [path for path, _ in unknowns["training"]] if per_batch else []

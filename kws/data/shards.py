@@ -136,7 +136,8 @@ def write_shards(data: dataset.DataSettings, folder: str, clips_per_shard: int,
               "unknown_percentage": data.unknown_percentage, "seed": data.seed,
               "evaluation_partitions": data.evaluation_partitions,
               "extra_unknown_dirs": list(data.extra_unknown_dirs),
-              "exclude_words": list(data.exclude_words)}
+              "exclude_words": list(data.exclude_words),
+              "held_out_speaker_percentage": data.held_out_speaker_percentage}
     write_manifest(folder, index.words_list, settings, shards, index.background_data, source)
     with open(os.path.join(folder, MANIFEST)) as handle:
         return json.load(handle)

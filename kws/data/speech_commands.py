@@ -84,6 +84,11 @@ def add_data_flags(parser: argparse.ArgumentParser, evaluation_folders: bool = T
                        help="Comma-separated words left out of every partition, neither keywords "
                             "nor unknown (e.g. bed,cat,happy: words a model must never hear, to "
                             "measure wake-word detectors on them).")
+    group.add_argument("--held_out_speaker_percentage", type=cli.non_negative_float, default=0.0,
+                       help="Leave this percentage of the training partition's speakers out of "
+                            "training (a second hash of the speaker: data_split.held_out_rank). "
+                            "train_wake_word.py chooses its threshold on the first 10 percent: a "
+                            "backbone trained with 10 has never heard those voices.")
     if evaluation_folders:
         group.add_argument("--validation_dir", default=None,
                            help="Select the best model on this folder instead of the validation "

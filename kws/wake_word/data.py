@@ -10,7 +10,7 @@ noise folder, resampling, reverberation, equalization, gain):
   without the wake word) and the synthesized near misses (NEAR_MISS_COPIES);
 - _silence_: noise alone, SILENCE_SHARE of the other examples.
 The training partition's speakers are split once more: STREAM_SPEAKER_PERCENT of
-them (by a hash of the speaker, as data_split splits partitions) are kept out of
+them (data_split.held_out_rank, a second hash of the speaker) are kept out of
 the examples and make the negative stream, a recording of their words in noise
 (test_recordings.generate) on which the threshold is chosen, so that the false-alarm
 rate is measured on voices the detector did not learn from.
@@ -23,9 +23,7 @@ for its word. They are _unknown_ and weigh together HARD_NEGATIVE_WEIGHT labels
 """
 import argparse
 import dataclasses
-import hashlib
 import os
-import re
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
@@ -70,10 +68,10 @@ def word_folders(data_dirs: Sequence[str]) -> Dict[str, List[str]]:
 
 
 def stream_speaker(path: str) -> bool:
-    """Whether a clip's speaker is one of the negative stream's (STREAM_SPEAKER_PERCENT)."""
-    speaker = re.sub(r"_nohash_.*$", "", os.path.basename(path))
-    return int(hashlib.sha1(f"stream:{speaker}".encode()).hexdigest(), 16) % 100 < \
-        STREAM_SPEAKER_PERCENT
+    """Whether a clip's speaker is one of the negative stream's: held-out rank below
+    STREAM_SPEAKER_PERCENT (a backbone trained with --held_out_speaker_percentage
+    STREAM_SPEAKER_PERCENT never heard them)."""
+    return data_split.held_out_rank(path) < STREAM_SPEAKER_PERCENT
 
 
 def negative_paths(data_dirs: Sequence[str], wake_word: str, validation_percentage: float,

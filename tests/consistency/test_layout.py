@@ -20,7 +20,7 @@ DATA_FLAGS = {"--data_url", "--data_dir", "--background_noise_dir", "--audio_cac
               "--test_dir", "--validation_percentage", "--testing_percentage",
               "--silence_percentage", "--unknown_percentage", "--extra_unknown_dirs",
               "--validation_dir", "--seed", "--evaluation_partitions", "--unknown_draw",
-              "--exclude_words"}
+              "--exclude_words", "--held_out_speaker_percentage"}
 AUDIO_AUGMENTATION_FLAGS = {"--time_shift_ms", "--background_frequency", "--background_volume",
                             "--background_snr_db", "--resample", "--reverb_probability", "--eq_db",
                             "--gain_db"}
