@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -97,7 +96,7 @@ def ten_speakers(clips: List[str], seed: int) -> List[str]:
     """One clip of each of RECORDINGS speakers (a seeded choice)."""
     by_speaker: Dict[str, str] = {}
     for path in sorted(clips):
-        by_speaker.setdefault(re.sub(r"_nohash_.*$", "", os.path.basename(path)), path)
+        by_speaker.setdefault(data_split.speaker_of(path), path)
     return data.sample(sorted(by_speaker.values()), RECORDINGS, seed)
 
 
